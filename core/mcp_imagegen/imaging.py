@@ -1,0 +1,162 @@
+"""Pillow helpers shared by the core and plugins: safe decoding and encoding.
+
+All functions here are synchronous and CPU-bound; call them from a worker thread
+(``anyio.to_thread.run_sync``) when on the event loop.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from mcp_imagegen.errors import ValidationError
+from mcp_imagegen.models import EXTENSIONS, OUTPUT_FORMATS, GeneratedImage
+
+#: Largest image (in pixels) any helper here will decode: 8192 x 8192.
+DEFAULT_MAX_DECODE_PIXELS = 8192 * 8192
+
+_PIL_FORMAT_BY_MIME = {
+    "image/png": "PNG",
+    "image/jpeg": "JPEG",
+    "image/webp": "WEBP",
+    "image/gif": "GIF",
+}
+_MIME_BY_PIL_FORMAT = {v: k for k, v in _PIL_FORMAT_BY_MIME.items()}
+
+
+class ImageDecodeError(ValidationError):
+    """Bytes that should hold an image do not hold a decodable, acceptable one."""
+
+
+def open_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_DECODE_PIXELS
+) -> Image.Image:
+    """Decode ``data`` fully and return the image.
+
+    The pixel count is checked from the header before any pixel is decoded, so a
+    decompression bomb costs nothing.
+
+    Raises:
+        ImageDecodeError: if the bytes are not an image Pillow can read, the image is
+            truncated or corrupt, or it has more than ``max_pixels`` pixels.
+    """
+    if not data:
+        raise ImageDecodeError("The image is empty (0 bytes).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageDecodeError(
+                    f"The image is {width}x{height} pixels, more than the limit of "
+                    f"{max_pixels} pixels."
+                )
+            image.load()
+    except ImageDecodeError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise ImageDecodeError(f"The data is not a readable image: {exc}") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"The image is truncated or corrupt: {exc}") from None
+    return image
+
+
+def mime_type_of(image: Image.Image) -> str:
+    """Return the mime type of a decoded image's source format (PNG if unknown)."""
+    return _MIME_BY_PIL_FORMAT.get(image.format or "", "image/png")
+
+
+def describe_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_DECODE_PIXELS
+) -> tuple[str, int, int]:
+    """Verify ``data`` is a complete image and return ``(mime_type, width, height)``.
+
+    Images in formats the server does not store (anything but PNG, JPEG, WebP, GIF)
+    are rejected too.
+
+    Raises:
+        ImageDecodeError: as for :func:`open_image`, or for an unsupported format.
+    """
+    image = open_image(data, max_pixels=max_pixels)
+    mime = _MIME_BY_PIL_FORMAT.get(image.format or "")
+    if mime is None:
+        raise ImageDecodeError(
+            f"Images in {image.format} format are not supported; "
+            f"use one of {', '.join(sorted(EXTENSIONS))}."
+        )
+    return mime, image.width, image.height
+
+
+def encode_image(image: Image.Image, mime_type: str, **options: Any) -> bytes:
+    """Encode ``image`` as ``mime_type``, flattening alpha for JPEG onto white.
+
+    Extra ``options`` go to ``Image.save`` (``quality``, ``optimize``, ...).
+    """
+    pil_format = _PIL_FORMAT_BY_MIME[mime_type]
+    if pil_format == "JPEG" and image.mode not in ("RGB", "L"):
+        image = flatten_alpha(image, (255, 255, 255))
+    elif image.mode not in ("RGB", "RGBA", "L", "LA", "P"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format=pil_format, **options)
+    return buffer.getvalue()
+
+
+def flatten_alpha(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """Return an RGB copy of ``image`` composited over ``background``."""
+    if image.mode in ("RGBA", "LA") or (
+        image.mode == "P" and "transparency" in image.info
+    ):
+        rgba = image.convert("RGBA")
+        base = Image.new("RGB", rgba.size, background)
+        base.paste(rgba, mask=rgba.getchannel("A"))
+        return base
+    return image.convert("RGB")
+
+
+def convert_format(
+    image: GeneratedImage, output_format: str, *, quality: int = 90
+) -> GeneratedImage:
+    """Return ``image`` re-encoded as ``output_format`` ("png", "jpeg", "webp").
+
+    Returns the input unchanged when it already has that format.
+    """
+    mime = OUTPUT_FORMATS[output_format]
+    if image.mime_type == mime:
+        return image
+    decoded = open_image(image.data)
+    options: dict[str, Any] = {} if mime == "image/png" else {"quality": quality}
+    data = encode_image(decoded, mime, **options)
+    return image.model_copy(update={"data": data, "mime_type": mime})
+
+
+def make_preview(
+    data: bytes, max_side: int, max_bytes: int = 1_000_000
+) -> tuple[bytes, str]:
+    """Return ``(bytes, mime_type)`` of a preview no larger than ``max_side``.
+
+    An image that already fits (sides and ``max_bytes``) is returned as is;
+    otherwise it is shrunk and encoded as JPEG, lowering quality and then size
+    until it is smaller than ``max_bytes``.
+    """
+    image = open_image(data)
+    mime = mime_type_of(image)
+    if max(image.size) <= max_side and len(data) < max_bytes:
+        return data, mime
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    quality = 85
+    while True:
+        encoded = encode_image(image, "image/jpeg", quality=quality)
+        if len(encoded) < max_bytes:
+            return encoded, "image/jpeg"
+        if quality > 40:
+            quality -= 15
+        else:
+            image = image.resize(
+                (max(1, image.width // 2), max(1, image.height // 2)),
+                Image.Resampling.LANCZOS,
+            )

@@ -1,0 +1,185 @@
+"""The three component interfaces plugins implement.
+
+A component *type* is a class with a ``name``, a pydantic ``Settings`` model (its
+TOML table, validated with ``extra="forbid"``) and an async lifecycle. The core
+creates one instance per configured table, calls :meth:`Component.start` before the
+server accepts requests and :meth:`Component.aclose` at shutdown.
+"""
+
+from __future__ import annotations
+
+import abc
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict
+
+from mcp_imagegen.models import (
+    Capabilities,
+    GeneratedImage,
+    GenerationRequest,
+    Health,
+    ImagePage,
+    ImageRecord,
+    ProcessingContext,
+    ProgressReporter,
+    StoredImage,
+)
+
+
+class ComponentSettings(BaseModel):
+    """Base class of every component's settings: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Component:
+    """Lifecycle shared by backends, storages and post-processors.
+
+    Subclasses set ``name`` (the type name used in configuration) and ``Settings``.
+    The constructor must not do I/O; open connections in :meth:`start`.
+
+    Attributes:
+        instance_name: The configured name of this instance (``[backends.<name>]``);
+            equal to the type name when the table is named after the type.
+        settings: The validated settings.
+    """
+
+    name: ClassVar[str]
+    Settings: ClassVar[type[ComponentSettings]] = ComponentSettings
+
+    def __init__(self, settings: ComponentSettings, *, instance_name: str = "") -> None:
+        self.settings = settings
+        self.instance_name = instance_name or self.name
+
+    async def start(self) -> None:  # noqa: B027 - optional hook, empty by design
+        """Open connections and check the configuration against the real world.
+
+        Raise :class:`~mcp_imagegen.errors.ConfigurationError` (or the component's
+        own error type) with a clear message if the component cannot work.
+        """
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, empty by design
+        """Release every resource opened by :meth:`start`. Must be idempotent."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class InferenceBackend(Component, abc.ABC):
+    """Turns a :class:`GenerationRequest` into encoded images."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Limits and features of this instance; requests are checked against them."""
+        return Capabilities()
+
+    @abc.abstractmethod
+    async def generate(
+        self, request: GenerationRequest, progress: ProgressReporter
+    ) -> list[GeneratedImage]:
+        """Generate ``request.num_images`` images.
+
+        Image ``i`` must use seed ``request.seed_for(i)`` when the backend supports
+        seeds. Report progress through ``progress`` as work advances. Cancellation
+        arrives as a cancelled task: stop the work (close the HTTP request, etc.).
+
+        Raises:
+            BackendError: or a subclass, with a message naming the instance.
+        """
+
+    async def check_health(self) -> Health:
+        """Report whether the backend can serve requests now."""
+        return Health(status="ok")
+
+
+class ImageStorage(Component, abc.ABC):
+    """Keeps images and their metadata records.
+
+    Ids passed in are already validated by the caller, but implementations must
+    validate them again (with :func:`mcp_imagegen.validate_image_id`) before using
+    them in a path or key. The contract suite in :mod:`mcp_imagegen.testing` pins the
+    behaviour every storage must have.
+    """
+
+    @abc.abstractmethod
+    async def save(self, record: ImageRecord, data: bytes) -> None:
+        """Store ``data`` and ``record`` under ``record.id``, atomically.
+
+        A reader never sees a partial image: either the whole image and its record
+        are visible, or neither is.
+        """
+
+    @abc.abstractmethod
+    async def load(self, image_id: str) -> StoredImage:
+        """Return the image and its record.
+
+        Raises:
+            ImageNotFoundError: if no image has this id.
+        """
+
+    @abc.abstractmethod
+    async def get_record(self, image_id: str) -> ImageRecord:
+        """Return only the metadata record of an image.
+
+        Raises:
+            ImageNotFoundError: if no image has this id.
+        """
+
+    @abc.abstractmethod
+    async def list(self, limit: int = 20, cursor: str | None = None) -> ImagePage:
+        """Return up to ``limit`` records, newest first, after ``cursor``.
+
+        Raises:
+            ValidationError: if ``cursor`` is not one this storage returned.
+        """
+
+    @abc.abstractmethod
+    async def delete(self, image_id: str) -> None:
+        """Delete an image and its record.
+
+        Raises:
+            ImageNotFoundError: if no image has this id.
+        """
+
+    @abc.abstractmethod
+    async def delete_expired(self, older_than: datetime) -> int:
+        """Delete every image created before ``older_than``; return how many."""
+
+    @abc.abstractmethod
+    async def url_for(self, image_id: str) -> str:
+        """Return a URL a user can open to get the image (file://, https://, ...)."""
+
+    def local_path(self, image_id: str) -> Path | None:
+        """Return the image's path on this machine, if the storage has one."""
+        return None
+
+
+class PostProcessor(Component, abc.ABC):
+    """One step of the post-processing chain (resize, convert, watermark, ...).
+
+    Each configured step (``[postprocess.<name>]``) is an instance with its own
+    settings. :meth:`process` runs on the event loop: do CPU work in a worker thread
+    (``anyio.to_thread.run_sync``).
+    """
+
+    @abc.abstractmethod
+    async def process(
+        self, image: GeneratedImage, context: ProcessingContext
+    ) -> GeneratedImage:
+        """Return the transformed image (a new object; never mutate the input).
+
+        Raises:
+            PostProcessingError: with a message naming the step.
+        """

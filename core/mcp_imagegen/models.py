@@ -1,0 +1,182 @@
+"""Data types passed between the MCP surface, the service and the plugins."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Output formats a request may ask for, and their mime types.
+OUTPUT_FORMATS: dict[str, str] = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+}
+#: File extension for each mime type the server stores.
+EXTENSIONS: dict[str, str] = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/webp": "webp",
+    "image/gif": "gif",
+}
+
+Scalar = str | int | float | bool
+
+
+class ProgressReporter(Protocol):
+    """Async callback a backend calls to report progress.
+
+    ``done`` and ``total`` count steps (``total`` may be ``None`` when unknown);
+    ``message`` is a short human-readable status such as ``"step 3/20"``.
+    """
+
+    def __call__(
+        self, done: float, total: float | None = None, message: str | None = None
+    ) -> Awaitable[None]: ...
+
+
+async def ignore_progress(
+    done: float, total: float | None = None, message: str | None = None
+) -> None:
+    """A :class:`ProgressReporter` that discards every report."""
+
+
+class GenerationRequest(BaseModel):
+    """A validated request to generate images.
+
+    By the time a backend sees it, ``seed`` is always set: the service draws a random
+    seed when the caller gave none, so that every image can be reproduced. Image ``i``
+    of the request uses ``seed + i``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: str
+    negative_prompt: str | None = None
+    width: int = 512
+    height: int = 512
+    num_images: int = 1
+    seed: int | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+    model: str | None = None
+    parameters: dict[str, Scalar] = Field(default_factory=dict)
+
+    def seed_for(self, index: int) -> int:
+        """Return the seed of image ``index`` (0-based) of this request."""
+        return ((self.seed or 0) + index) % 2**32
+
+
+class GeneratedImage(BaseModel):
+    """One encoded image, as produced by a backend or a post-processing step."""
+
+    model_config = ConfigDict(frozen=True)
+
+    data: bytes = Field(repr=False)
+    mime_type: str
+    width: int
+    height: int
+    seed: int | None = None
+    model: str | None = None
+    #: Backend-specific facts worth recording (e.g. the scheduler actually used).
+    parameters: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class Capabilities(BaseModel):
+    """What a backend instance can do; requests are validated against it."""
+
+    min_side: int = 64
+    max_side: int = 2048
+    side_multiple: int = 8
+    max_pixels: int = 2048 * 2048
+    max_images: int = 4
+    supports_negative_prompt: bool = True
+    supports_seed: bool = True
+    supports_steps: bool = True
+    supports_guidance_scale: bool = True
+    default_steps: int | None = None
+    models: list[str] = Field(default_factory=list)
+    output_mime_types: list[str] = Field(default_factory=lambda: ["image/png"])
+
+
+class Health(BaseModel):
+    """Result of a backend health check."""
+
+    status: Literal["ok", "degraded", "unavailable"]
+    detail: str = ""
+    latency_ms: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the backend can serve requests now."""
+        return self.status == "ok"
+
+
+class Durations(BaseModel):
+    """How long each stage of making an image took, in milliseconds."""
+
+    generate_ms: float = 0.0
+    postprocess_ms: float = 0.0
+    save_ms: float = 0.0
+
+
+class ImageRecord(BaseModel):
+    """Everything known about a stored image; stored beside it as JSON metadata."""
+
+    id: str
+    prompt: str
+    negative_prompt: str | None = None
+    seed: int | None = None
+    width: int
+    height: int
+    steps: int | None = None
+    guidance_scale: float | None = None
+    backend: str
+    model: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    postprocess: list[str] = Field(default_factory=list)
+    source_image_id: str | None = None
+    mime_type: str
+    byte_size: int
+    sha256: str
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    durations: Durations = Field(default_factory=Durations)
+
+    @property
+    def extension(self) -> str:
+        """File extension (without dot) for this record's mime type."""
+        return EXTENSIONS.get(self.mime_type, "bin")
+
+
+class StoredImage(BaseModel):
+    """An image read back from storage: its record and its bytes."""
+
+    record: ImageRecord
+    data: bytes = Field(repr=False)
+
+
+class ImagePage(BaseModel):
+    """One page of a newest-first listing; pass ``next_cursor`` to get the next."""
+
+    items: list[ImageRecord]
+    next_cursor: str | None = None
+
+
+class ProcessingContext(BaseModel):
+    """What a post-processing step knows about the image it is given."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request: GenerationRequest
+    #: Name of the backend instance that produced the image.
+    backend: str
+    #: Seed of this particular image.
+    seed: int | None = None
+    model: str | None = None
+    #: Format the request asked for ("png", "jpeg", "webp"), if any. Steps that
+    #: choose an encoding honour it over their own configured format.
+    output_format: str | None = None
+    #: Id of the image being transformed, when a stored image is post-processed.
+    source_image_id: str | None = None

@@ -1,0 +1,1 @@
+"""mcp-imagegen built-in plugin: imageops."""
