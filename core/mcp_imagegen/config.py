@@ -231,7 +231,9 @@ def load_settings(
     cls: type[Settings] = Settings
     if path is not None:
         cls = type(
-            "Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}}
+            "Settings",
+            (Settings,),
+            {"model_config": {**Settings.model_config, "toml_file": path}},
         )
     try:
         settings = cls(**dict(overrides or {}))
@@ -242,7 +244,9 @@ def load_settings(
     except pydantic.ValidationError as exc:
         probe = Settings.model_construct()
         probe._config_file = path
-        raise ConfigurationError(format_validation_error(exc, probe.source_of)) from None
+        raise ConfigurationError(
+            format_validation_error(exc, probe.source_of)
+        ) from None
     settings._config_file = path
     return settings
 
@@ -316,8 +320,8 @@ def validate_component_table(
 
 def redacted_dump(settings: Settings) -> dict[str, Any]:
     """Return the configuration as JSON-able data with every secret masked."""
-    data = settings.model_dump(mode="json")
-    return _redact(data)
+    data: dict[str, Any] = _redact(settings.model_dump(mode="json"))
+    return data
 
 
 _SECRET_WORDS = ("token", "secret", "password", "access_key", "api_key", "credential")

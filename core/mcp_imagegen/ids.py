@@ -33,7 +33,9 @@ def validate_image_id(image_id: object) -> str:
     """
     if isinstance(image_id, str) and _IMAGE_ID_RE.fullmatch(image_id):
         return image_id
-    shown = repr(image_id)[:40] if isinstance(image_id, str) else type(image_id).__name__
+    shown = (
+        repr(image_id)[:40] if isinstance(image_id, str) else type(image_id).__name__
+    )
     raise InvalidImageIdError(
         f"Invalid image id {shown}: ids look like '20261126T034442123-3f9a1c2b7d4e' "
         "(use list_images to see the stored ones)."

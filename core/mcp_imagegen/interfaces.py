@@ -54,14 +54,14 @@ class Component:
         self.settings = settings
         self.instance_name = instance_name or self.name
 
-    async def start(self) -> None:  # noqa: B027 - optional hook, empty by design
+    async def start(self) -> None:
         """Open connections and check the configuration against the real world.
 
         Raise :class:`~mcp_imagegen.errors.ConfigurationError` (or the component's
         own error type) with a clear message if the component cannot work.
         """
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook, empty by design
+    async def aclose(self) -> None:
         """Release every resource opened by :meth:`start`. Must be idempotent."""
 
     async def __aenter__(self) -> Self:

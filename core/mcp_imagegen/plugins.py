@@ -112,7 +112,9 @@ class PluginManager:
             try:
                 plugin = ep.load()
             except Exception as exc:  # any import-time failure of third-party code
-                failure = PluginFailure(ep.name, dist_name, f"{type(exc).__name__}: {exc}")
+                failure = PluginFailure(
+                    ep.name, dist_name, f"{type(exc).__name__}: {exc}"
+                )
                 self.failures.append(failure)
                 log.warning(
                     "plugin_load_failed",
@@ -121,8 +123,12 @@ class PluginManager:
                     error=failure.error,
                 )
                 continue
-            self.register(plugin, name=ep.name, distribution=dist_name,
-                          version=dist.version if dist else None)
+            self.register(
+                plugin,
+                name=ep.name,
+                distribution=dist_name,
+                version=dist.version if dist else None,
+            )
 
     def register(
         self,
@@ -159,7 +165,9 @@ class PluginManager:
             # Call each implementation on its own so every registration is
             # attributed to the plugin that made it (needed for duplicate errors).
             for impl in reversed(caller.get_hookimpls()):
-                impl.function(register=self._registrar(registry[kind], kind, impl.plugin_name))
+                impl.function(
+                    register=self._registrar(registry[kind], kind, impl.plugin_name)
+                )
         self._registry = registry
         return registry
 
@@ -202,7 +210,9 @@ class PluginManager:
         """Return ``{type name: class}`` for one kind of component."""
         return {n: r.cls for n, r in self._collect()[kind].items()}
 
-    def component_type(self, kind: Kind, type_name: str, *, key: str) -> type[Component]:
+    def component_type(
+        self, kind: Kind, type_name: str, *, key: str
+    ) -> type[Component]:
         """Return the class registered for ``type_name``.
 
         Args:

@@ -1,0 +1,42 @@
+# The two front doors: `make run` (the main job on the embedded default) and
+# `make test` (lint, format check, type check and the whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+EXAMPLE := examples/mcp-imagegen-border
+PROMPT ?= a lighthouse on a cliff at dusk, watercolor
+
+.PHONY: run test lint typecheck pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(EXAMPLE)/pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[test]' -e $(EXAMPLE)
+	@touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
+	$(BIN)/mcp-imagegen generate "$(PROMPT)" --width 512 --height 512
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check core plugins tests examples bench
+	$(BIN)/ruff format --check core plugins tests examples bench
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+test: lint typecheck pytest
+
+bench: $(VENV)/.installed-test
+	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,72 @@
+"""Structured logging with structlog, always to stderr (stdout is the protocol)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+from mcp_imagegen.config import LoggingSettings
+
+_SECRET_MARKERS = (
+    "token",
+    "secret",
+    "password",
+    "authorization",
+    "api_key",
+    "access_key",
+)
+REDACTED = "**********"
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: mask values whose key looks like a secret."""
+    for key in list(event_dict):
+        if any(marker in key.lower() for marker in _SECRET_MARKERS):
+            event_dict[key] = REDACTED
+    return event_dict
+
+
+def configure_logging(settings: LoggingSettings | None = None) -> None:
+    """Send structlog (and stdlib logging) events to stderr.
+
+    ``format = "auto"`` renders for humans on a terminal and JSON lines otherwise.
+    """
+    settings = settings or LoggingSettings()
+    level = getattr(logging, settings.level.upper())
+    use_json = settings.format == "json" or (
+        settings.format == "auto" and not sys.stderr.isatty()
+    )
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries (the MCP SDK, httpx, botocore) log through stdlib logging.
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(
+        logging.DEBUG if level <= logging.DEBUG else max(level, logging.WARNING)
+    )

@@ -1,0 +1,500 @@
+"""The MCP surface: tools and resources over :class:`ImageService`.
+
+Thin by design: arguments become service calls, results become MCP content. Every
+anticipated failure becomes a tool error (``isError``) or a JSON-RPC error with the
+error's own message; anything unexpected is logged with its traceback and reported
+to the client without internals.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio
+import structlog
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import (
+    ResourceError,
+    ResourceNotFoundError,
+    ToolError,
+)
+from mcp.types import (
+    CallToolResult,
+    ContentBlock,
+    ImageContent,
+    ListResourcesResult,
+    PaginatedRequestParams,
+    Resource,
+    ResourceLink,
+    TextContent,
+    ToolAnnotations,
+)
+from pydantic import AnyUrl, BaseModel, Field
+
+from mcp_imagegen.errors import (
+    ImageNotFoundError,
+    InvalidImageIdError,
+    MCPImageError,
+)
+from mcp_imagegen.imaging import make_preview
+from mcp_imagegen.models import GenerationRequest, ImageRecord
+from mcp_imagegen.service import BackendInfo, ImageService
+
+log = structlog.get_logger("mcp_imagegen.server")
+
+T = TypeVar("T")
+Inline = Literal["preview", "full", "none"]
+_IMAGE_URI = re.compile(r"^image://(?P<id>[^/]*)(?P<metadata>/metadata)?$")
+RESOURCES_PAGE_SIZE = 50
+
+
+# -- structured results (outputSchema) ------------------------------------------
+
+
+class ImageInfo(BaseModel):
+    """One stored image, as tools report it."""
+
+    id: str
+    uri: str = Field(description="MCP resource URI of the full image (image://<id>).")
+    url: str = Field(description="Link to the image: file://, or http(s)://.")
+    path: str | None = Field(None, description="Path on the server's machine, if any.")
+    mime_type: str
+    width: int
+    height: int
+    byte_size: int
+    seed: int | None
+    backend: str
+    model: str | None
+    prompt: str
+    created_at: str
+    source_image_id: str | None = None
+
+
+class GenerateResult(BaseModel):
+    """Result of generate_image and transform_image."""
+
+    images: list[ImageInfo]
+
+
+class ImageList(BaseModel):
+    """One page of list_images."""
+
+    images: list[ImageInfo]
+    next_cursor: str | None = Field(
+        None, description="Pass as cursor to get the next page; null on the last page."
+    )
+
+
+class DeleteResult(BaseModel):
+    """Result of delete_image."""
+
+    deleted: str
+
+
+class BackendList(BaseModel):
+    """Result of list_backends."""
+
+    backends: list[BackendInfo]
+
+
+# -- server ---------------------------------------------------------------------
+
+
+class ImageGenServer(MCPServer[ImageService]):
+    """MCPServer whose resource listing and reads come from image storage."""
+
+    def __init__(self, service: ImageService, **kwargs: Any) -> None:
+        self.service = service
+        super().__init__(**kwargs)
+
+    async def _handle_list_resources(
+        self, ctx: Any, params: PaginatedRequestParams | None
+    ) -> ListResourcesResult:
+        # Stored images are dynamic and unbounded, so they are listed page by page
+        # from storage rather than registered one by one.
+        cursor = params.cursor if params else None
+        try:
+            page = await self.service.list_images(RESOURCES_PAGE_SIZE, cursor)
+        except MCPImageError as exc:
+            raise ResourceError(str(exc)) from None
+        resources = [
+            Resource(
+                uri=f"image://{record.id}",
+                name=record.id,
+                title=_short(record.prompt, 60),
+                description=f"{record.width}x{record.height} image: {record.prompt}",
+                mime_type=record.mime_type,
+                size=record.byte_size,
+            )
+            for record in page.items
+        ]
+        return ListResourcesResult(
+            resources=[*await self.list_resources(), *resources],
+            next_cursor=page.next_cursor,
+        )
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[ImageService, Any] | None = None
+    ) -> Iterable[ReadResourceContents]:
+        """Serve ``image://<id>`` (bytes, real mime type) and its ``/metadata``."""
+        match = _IMAGE_URI.match(str(uri))
+        if match is None:
+            return await super().read_resource(uri, context)  # type: ignore[return-value]
+        image_id = match["id"]
+        try:
+            if match["metadata"]:
+                record = await self.service.get_record(image_id)
+                return [
+                    ReadResourceContents(
+                        content=record.model_dump_json(indent=2),
+                        mime_type="application/json",
+                    )
+                ]
+            stored = await self.service.load(image_id)
+        except (ImageNotFoundError, InvalidImageIdError) as exc:
+            raise ResourceNotFoundError(str(exc)) from None
+        except MCPImageError as exc:
+            raise ResourceError(str(exc)) from None
+        return [
+            ReadResourceContents(content=stored.data, mime_type=stored.record.mime_type)
+        ]
+
+
+async def _image_info(service: ImageService, record: ImageRecord) -> ImageInfo:
+    path = service.storage.local_path(record.id)
+    return ImageInfo(
+        id=record.id,
+        uri=f"image://{record.id}",
+        url=await service.storage.url_for(record.id),
+        path=str(path) if path else None,
+        mime_type=record.mime_type,
+        width=record.width,
+        height=record.height,
+        byte_size=record.byte_size,
+        seed=record.seed,
+        backend=record.backend,
+        model=record.model,
+        prompt=record.prompt,
+        created_at=record.created_at.isoformat(),
+        source_image_id=record.source_image_id,
+    )
+
+
+def _short(text: str, length: int) -> str:
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+async def _call(operation: str, work: Callable[[], Awaitable[T]]) -> T:
+    """Run a tool's work, turning our errors into tool errors."""
+    try:
+        return await work()
+    except MCPImageError as exc:
+        log.info(
+            "tool_failed", tool=operation, error_type=type(exc).__name__, error=str(exc)
+        )
+        raise ToolError(str(exc)) from None
+    except ToolError:
+        raise
+    except Exception:
+        log.exception("tool_crashed", tool=operation)
+        raise ToolError(
+            f"{operation} failed because of an internal error; the server log has "
+            "the details. The server is still running."
+        ) from None
+
+
+def build_mcp_server(service: ImageService) -> ImageGenServer:
+    """Create the MCP server with every tool and resource bound to ``service``."""
+    settings = service.settings
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[ImageService]) -> AsyncIterator[ImageService]:
+        async with service:
+            log.info(
+                "server_started",
+                backends=sorted(service.backends),
+                storage=service.storage.name,
+            )
+            yield service
+
+    server = ImageGenServer(
+        service,
+        name=settings.server.name,
+        instructions=(
+            "Generates images from text prompts. Call generate_image; each image is "
+            "stored and returned as a preview, an image:// resource link and a "
+            "path or URL. list_images / get_image / delete_image manage stored images."
+        ),
+        lifespan=lifespan,
+        log_level="WARNING",
+    )
+
+    async def image_content(
+        records: list[ImageRecord], inline: Inline
+    ) -> tuple[list[ContentBlock], list[ImageInfo]]:
+        content: list[ContentBlock] = []
+        infos = [await _image_info(service, record) for record in records]
+        for record, info in zip(records, infos, strict=True):
+            if inline != "none":
+                stored = await service.load(record.id)
+                if inline == "full":
+                    data, mime = stored.data, record.mime_type
+                else:
+                    data, mime = await anyio.to_thread.run_sync(
+                        make_preview, stored.data, settings.server.preview_max_side
+                    )
+                content.append(
+                    ImageContent(
+                        type="image",
+                        data=base64.b64encode(data).decode(),
+                        mime_type=mime,
+                    )
+                )
+            content.append(
+                ResourceLink(
+                    type="resource_link",
+                    uri=info.uri,
+                    name=record.id,
+                    title=_short(record.prompt, 60),
+                    mime_type=record.mime_type,
+                    size=record.byte_size,
+                )
+            )
+        lines = [
+            f"- {info.id}: {info.path or info.url} "
+            f"({info.width}x{info.height} {info.mime_type}, seed {info.seed})"
+            for info in infos
+        ]
+        noun = "image" if len(infos) == 1 else "images"
+        content.append(
+            TextContent(type="text", text=f"{len(infos)} {noun}:\n" + "\n".join(lines))
+        )
+        return content, infos
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            title="Generate image",
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=True,
+        )
+    )
+    async def generate_image(
+        prompt: Annotated[str, Field(description="What the image should show.")],
+        ctx: Context[ImageService, Any],
+        negative_prompt: Annotated[
+            str | None, Field(description="What the image should not show.")
+        ] = None,
+        width: Annotated[
+            int | None, Field(description="Width in pixels (multiple of 8).")
+        ] = None,
+        height: Annotated[
+            int | None, Field(description="Height in pixels (multiple of 8).")
+        ] = None,
+        num_images: Annotated[
+            int | None, Field(description="How many images (1-4).")
+        ] = None,
+        seed: Annotated[
+            int | None,
+            Field(description="Seed for reproducible results; random if omitted."),
+        ] = None,
+        steps: Annotated[int | None, Field(description="Inference steps.")] = None,
+        guidance_scale: Annotated[
+            float | None, Field(description="How strictly to follow the prompt.")
+        ] = None,
+        backend: Annotated[
+            str | None, Field(description="Backend instance (see list_backends).")
+        ] = None,
+        output_format: Annotated[
+            str | None, Field(description="png, jpeg or webp.")
+        ] = None,
+        postprocess: Annotated[
+            list[str] | None,
+            Field(description="Post-processing steps replacing the default chain."),
+        ] = None,
+        inline: Annotated[
+            Inline,
+            Field(description="preview (default), full image, or none."),
+        ] = "preview",
+    ) -> Annotated[CallToolResult, GenerateResult]:
+        """Generate images from a text prompt and store them.
+
+        Returns each image as a preview, an image:// resource link and its path or URL.
+        """
+        defaults = settings.generation
+
+        async def report(
+            done: float, total: float | None = None, message: str | None = None
+        ) -> None:
+            await ctx.report_progress(done, total, message)
+
+        async def work() -> CallToolResult:
+            request = GenerationRequest(
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                width=width or defaults.width,
+                height=height or defaults.height,
+                num_images=num_images
+                if num_images is not None
+                else defaults.num_images,
+                seed=seed,
+                steps=steps if steps is not None else defaults.steps,
+                guidance_scale=(
+                    guidance_scale
+                    if guidance_scale is not None
+                    else defaults.guidance_scale
+                ),
+            )
+            records = await service.generate(
+                request,
+                report,
+                backend=backend,
+                postprocess=postprocess,
+                output_format=output_format,
+            )
+            content, infos = await image_content(records, inline)
+            return CallToolResult(
+                content=content,
+                structured_content=GenerateResult(images=infos).model_dump(mode="json"),
+            )
+
+        return await _call("generate_image", work)
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            title="Transform image",
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=False,
+        )
+    )
+    async def transform_image(
+        image_id: Annotated[
+            str, Field(description="Id of the stored image to transform.")
+        ],
+        postprocess: Annotated[
+            list[str], Field(description="Post-processing steps to apply, in order.")
+        ],
+        output_format: Annotated[
+            str | None, Field(description="png, jpeg or webp.")
+        ] = None,
+        inline: Inline = "preview",
+    ) -> Annotated[CallToolResult, GenerateResult]:
+        """Apply post-processing steps to a stored image, storing a new image.
+
+        The original image is never changed.
+        """
+
+        async def work() -> CallToolResult:
+            record = await service.transform(image_id, postprocess, output_format)
+            content, infos = await image_content([record], inline)
+            return CallToolResult(
+                content=content,
+                structured_content=GenerateResult(images=infos).model_dump(mode="json"),
+            )
+
+        return await _call("transform_image", work)
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            title="List images", read_only_hint=True, open_world_hint=False
+        )
+    )
+    async def list_images(
+        limit: Annotated[int, Field(description="Page size (1-100).")] = 20,
+        cursor: Annotated[
+            str | None, Field(description="next_cursor from the previous page.")
+        ] = None,
+    ) -> ImageList:
+        """List stored images, newest first."""
+
+        async def work() -> ImageList:
+            page = await service.list_images(limit, cursor)
+            return ImageList(
+                images=[await _image_info(service, r) for r in page.items],
+                next_cursor=page.next_cursor,
+            )
+
+        return await _call("list_images", work)
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            title="Get image", read_only_hint=True, open_world_hint=False
+        )
+    )
+    async def get_image(
+        image_id: Annotated[str, Field(description="Id of the stored image.")],
+        inline: Inline = "preview",
+    ) -> Annotated[CallToolResult, ImageInfo]:
+        """Return a stored image with its metadata, link and path or URL."""
+
+        async def work() -> CallToolResult:
+            record = await service.get_record(image_id)
+            content, infos = await image_content([record], inline)
+            return CallToolResult(
+                content=content, structured_content=infos[0].model_dump(mode="json")
+            )
+
+        return await _call("get_image", work)
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            title="Delete image",
+            read_only_hint=False,
+            destructive_hint=True,
+            idempotent_hint=True,
+            open_world_hint=False,
+        )
+    )
+    async def delete_image(
+        image_id: Annotated[str, Field(description="Id of the stored image.")],
+    ) -> DeleteResult:
+        """Delete a stored image and its metadata."""
+
+        async def work() -> DeleteResult:
+            await service.delete(image_id)
+            return DeleteResult(deleted=image_id)
+
+        return await _call("delete_image", work)
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            title="List backends", read_only_hint=True, open_world_hint=True
+        )
+    )
+    async def list_backends() -> BackendList:
+        """List the configured backends with their capabilities and health."""
+
+        async def work() -> BackendList:
+            return BackendList(backends=await service.describe_backends())
+
+        return await _call("list_backends", work)
+
+    @server.resource(
+        "image://{image_id}",
+        name="image",
+        description="A stored image (full resolution).",
+        mime_type="image/png",
+    )
+    async def image_resource(image_id: str) -> bytes:
+        contents = await server.read_resource(f"image://{image_id}")
+        return next(iter(contents)).content  # type: ignore[return-value]
+
+    @server.resource(
+        "image://{image_id}/metadata",
+        name="image-metadata",
+        description="Generation metadata of a stored image (JSON).",
+        mime_type="application/json",
+    )
+    async def image_metadata_resource(image_id: str) -> str:
+        contents = await server.read_resource(f"image://{image_id}/metadata")
+        return next(iter(contents)).content  # type: ignore[return-value]
+
+    return server

@@ -1,0 +1,721 @@
+"""ImageService: the pipeline behind every tool.
+
+validate → concurrency slot → backend.generate → post-processing chain →
+concurrent saves → ``image_stored`` events. The MCP surface (server.py) and the CLI
+are thin layers over this class; it knows components only by their interfaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import structlog
+from pydantic import BaseModel
+
+from mcp_imagegen.config import Settings, validate_component_table
+from mcp_imagegen.errors import (
+    BusyError,
+    ConfigurationError,
+    MCPImageError,
+    PostProcessingError,
+    StorageError,
+    ValidationError,
+)
+from mcp_imagegen.ids import new_image_id, validate_image_id
+from mcp_imagegen.imaging import ImageDecodeError, convert_format
+from mcp_imagegen.interfaces import (
+    Component,
+    ImageStorage,
+    InferenceBackend,
+    PostProcessor,
+)
+from mcp_imagegen.models import (
+    OUTPUT_FORMATS,
+    Capabilities,
+    Durations,
+    GeneratedImage,
+    GenerationRequest,
+    Health,
+    ImagePage,
+    ImageRecord,
+    ProcessingContext,
+    ProgressReporter,
+    StoredImage,
+    ignore_progress,
+)
+from mcp_imagegen.plugins import PluginManager, load_plugins
+
+log = structlog.get_logger("mcp_imagegen.service")
+
+HEALTH_CHECK_TIMEOUT = 5.0
+MAX_LIST_LIMIT = 100
+
+
+class BackendInfo(BaseModel):
+    """A backend instance as shown by ``list_backends``."""
+
+    name: str
+    type: str
+    default: bool
+    capabilities: Capabilities
+    health: Health
+
+
+class ImageService:
+    """Generates, post-processes, stores and serves images.
+
+    Build it with :meth:`from_settings`, then use it as an async context manager:
+    entering starts every component and the retention task, leaving stops them.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        plugins: PluginManager,
+        backends: dict[str, InferenceBackend],
+        storage: ImageStorage,
+        steps: dict[str, PostProcessor],
+    ) -> None:
+        self.settings = settings
+        self.plugins = plugins
+        self.backends = backends
+        self.storage = storage
+        self.steps = steps
+        self.default_chain = self.resolve_chain(
+            settings.generation.postprocess, key="generation.postprocess"
+        )
+        self._slots = anyio.Semaphore(settings.server.max_concurrent_generations)
+        self._waiting = 0
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._started: list[Component] = []
+
+    # -- construction --------------------------------------------------------
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, plugins: PluginManager | None = None
+    ) -> ImageService:
+        """Build every configured component (no I/O yet).
+
+        Raises:
+            ConfigurationError: for an unknown component type or an invalid table,
+                naming the key and where it was set.
+        """
+        if plugins is None:
+            plugins = load_plugins(settings.plugins.disabled)
+        backends: dict[str, InferenceBackend] = {}
+        for name, raw in settings.backend_instances().items():
+            table = dict(raw)
+            type_name = str(table.pop("type", name))
+            backend_cls = plugins.component_type(
+                "backend", type_name, key=f"backends.{name}.type"
+            )
+            options = validate_component_table(
+                settings, backend_cls.Settings, table, f"backends.{name}"
+            )
+            backend = backend_cls(options, instance_name=name)
+            assert isinstance(backend, InferenceBackend)
+            backends[name] = backend
+
+        storage_type = settings.storage.backend
+        storage_cls = plugins.component_type(
+            "storage", storage_type, key="storage.backend"
+        )
+        storage_options = validate_component_table(
+            settings,
+            storage_cls.Settings,
+            settings.storage.table(storage_type),
+            f"storage.{storage_type}",
+        )
+        storage = storage_cls(storage_options, instance_name=storage_type)
+        assert isinstance(storage, ImageStorage)
+
+        steps: dict[str, PostProcessor] = {}
+        # A step type's own name is a step with default options...
+        for type_name, step_cls in plugins.component_types("postprocessor").items():
+            options = validate_component_table(
+                settings, step_cls.Settings, {}, f"postprocess.{type_name}"
+            )
+            steps[type_name] = step_cls(options, instance_name=type_name)  # type: ignore[assignment]
+        # ...and [postprocess.<name>] tables define named steps (or override those).
+        for name, raw in settings.postprocess.items():
+            table = dict(raw)
+            type_name = str(table.pop("type", name))
+            step_cls = plugins.component_type(
+                "postprocessor", type_name, key=f"postprocess.{name}.type"
+            )
+            options = validate_component_table(
+                settings, step_cls.Settings, table, f"postprocess.{name}"
+            )
+            steps[name] = step_cls(options, instance_name=name)  # type: ignore[assignment]
+        return cls(settings, plugins, backends, storage, steps)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        try:
+            for component in [
+                self.storage,
+                *self.backends.values(),
+                *self.steps.values(),
+            ]:
+                await component.start()
+                self._started.append(component)
+            self._task_group = anyio.create_task_group()
+            await self._task_group.__aenter__()
+            if self.settings.storage.max_age is not None:
+                self._task_group.start_soon(self._retention_loop)
+        except BaseException:
+            await self._close_components()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._task_group is not None:
+                self._task_group.cancel_scope.cancel()
+                await self._task_group.__aexit__(None, None, None)
+                self._task_group = None
+        finally:
+            await self._close_components()
+
+    async def _close_components(self) -> None:
+        with anyio.CancelScope(shield=True):
+            while self._started:
+                component = self._started.pop()
+                try:
+                    await component.aclose()
+                except Exception as exc:  # closing must go on for the others
+                    log.warning(
+                        "component_close_failed",
+                        component=component.instance_name,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+
+    async def _retention_loop(self) -> None:
+        interval = self.settings.storage.cleanup_interval.total_seconds()
+        while True:
+            await self.delete_expired()
+            await anyio.sleep(max(interval, 1.0))
+
+    async def delete_expired(self) -> int:
+        """Delete images older than ``storage.max_age``; return how many."""
+        max_age = self.settings.storage.max_age
+        if max_age is None:
+            return 0
+        cutoff = datetime.now(UTC) - max_age
+        try:
+            deleted = await self.storage.delete_expired(cutoff)
+        except MCPImageError as exc:
+            log.warning("retention_failed", error=str(exc))
+            return 0
+        if deleted:
+            log.info("images_expired", count=deleted, cutoff=cutoff.isoformat())
+        return deleted
+
+    # -- validation ----------------------------------------------------------
+
+    def backend(self, name: str | None) -> tuple[str, InferenceBackend]:
+        """Return ``(instance name, backend)``; ``None`` means the default.
+
+        Raises:
+            ValidationError: for an unknown instance name.
+        """
+        name = name or self.settings.generation.backend
+        if name not in self.backends:
+            known = ", ".join(sorted(self.backends))
+            raise ValidationError(f"Unknown backend '{name}'. Available: {known}.")
+        return name, self.backends[name]
+
+    def resolve_chain(self, names: Sequence[str], *, key: str) -> list[PostProcessor]:
+        """Map step names to post-processor instances.
+
+        Raises:
+            ConfigurationError: for an unknown step in the configuration.
+            ValidationError: for an unknown step in a request.
+        """
+        chain = []
+        for name in names:
+            if name not in self.steps:
+                known = ", ".join(sorted(self.steps)) or "none are installed"
+                message = (
+                    f"{key}: unknown post-processing step '{name}' "
+                    f"(available: {known})."
+                )
+                if key.startswith("generation."):
+                    raise ConfigurationError(message)
+                raise ValidationError(message)
+            chain.append(self.steps[name])
+        return chain
+
+    def validate(
+        self, request: GenerationRequest, capabilities: Capabilities
+    ) -> GenerationRequest:
+        """Check a request against the limits and the backend; draw a seed if none.
+
+        Raises:
+            ValidationError: naming the argument, its value and what is accepted.
+        """
+        limits = self.settings.limits
+        prompt = request.prompt.strip()
+        if not prompt:
+            raise ValidationError(
+                "prompt must not be empty: describe the image to generate."
+            )
+        if len(prompt) > limits.max_prompt_length:
+            raise ValidationError(
+                f"prompt is {len(prompt)} characters long; the limit is "
+                f"{limits.max_prompt_length}. Shorten it."
+            )
+        negative = (request.negative_prompt or "").strip() or None
+        if negative is not None:
+            if not capabilities.supports_negative_prompt:
+                raise ValidationError("This backend does not support negative_prompt.")
+            if len(negative) > limits.max_prompt_length:
+                raise ValidationError(
+                    f"negative_prompt is {len(negative)} characters long; the limit is "
+                    f"{limits.max_prompt_length}."
+                )
+        low = max(limits.min_side, capabilities.min_side)
+        high = min(limits.max_side, capabilities.max_side)
+        multiple = math.lcm(limits.side_multiple, capabilities.side_multiple)
+        for side, value in (("width", request.width), ("height", request.height)):
+            if not low <= value <= high:
+                raise ValidationError(
+                    f"{side} {value} is out of range: use {low} to {high} pixels."
+                )
+            if value % multiple:
+                below = value - value % multiple
+                raise ValidationError(
+                    f"{side} {value} is not a multiple of {multiple}: "
+                    f"use {max(below, low)} or {min(below + multiple, high)}."
+                )
+        max_pixels = min(limits.max_pixels, capabilities.max_pixels)
+        if request.width * request.height > max_pixels:
+            raise ValidationError(
+                f"{request.width}x{request.height} is {request.width * request.height} "
+                f"pixels; the limit is {max_pixels} (e.g. "
+                f"{math.isqrt(max_pixels) // multiple * multiple} squared)."
+            )
+        max_images = min(limits.max_images, capabilities.max_images)
+        if not 1 <= request.num_images <= max_images:
+            raise ValidationError(
+                f"num_images {request.num_images} is out of range: "
+                f"use 1 to {max_images}."
+            )
+        if request.steps is not None and not 1 <= request.steps <= limits.max_steps:
+            raise ValidationError(
+                f"steps {request.steps} is out of range: use 1 to {limits.max_steps}."
+            )
+        if request.guidance_scale is not None and not 0 <= request.guidance_scale <= 50:
+            raise ValidationError(
+                f"guidance_scale {request.guidance_scale} is out of range: use 0 to 50."
+            )
+        seed = request.seed
+        if seed is None:
+            seed = secrets.randbelow(2**32)
+        elif not 0 <= seed < 2**32:
+            raise ValidationError(f"seed {seed} is out of range: use 0 to 4294967295.")
+        return request.model_copy(
+            update={"prompt": prompt, "negative_prompt": negative, "seed": seed}
+        )
+
+    @staticmethod
+    def check_output_format(output_format: str | None) -> str | None:
+        """Return the format, lower-cased, or raise for an unknown one."""
+        if output_format is None:
+            return None
+        normal = output_format.lower().strip()
+        if normal == "jpg":
+            normal = "jpeg"
+        if normal not in OUTPUT_FORMATS:
+            raise ValidationError(
+                f"Unknown output_format '{output_format}': use one of "
+                f"{', '.join(OUTPUT_FORMATS)}."
+            )
+        return normal
+
+    # -- generation ----------------------------------------------------------
+
+    async def generate(
+        self,
+        request: GenerationRequest,
+        progress: ProgressReporter = ignore_progress,
+        *,
+        backend: str | None = None,
+        postprocess: Sequence[str] | None = None,
+        output_format: str | None = None,
+    ) -> list[ImageRecord]:
+        """Generate, post-process and store images; return their records.
+
+        Args:
+            request: What to generate; ``seed`` may be ``None`` (one is drawn).
+            progress: Receives backend progress.
+            backend: Instance name; ``None`` uses ``generation.backend``.
+            postprocess: Step names; ``None`` uses ``generation.postprocess``.
+            output_format: "png", "jpeg" or "webp"; ``None`` uses
+                ``generation.output_format`` (unset: keep the backend's format).
+
+        Raises:
+            ValidationError: for a request outside the limits.
+            BusyError: when no generation slot frees up in time.
+            BackendError: when the backend fails.
+            PostProcessingError, StorageError: when a later stage fails.
+        """
+        backend_name, engine = self.backend(backend)
+        request = self.validate(request, engine.capabilities)
+        fmt = self.check_output_format(
+            output_format or self.settings.generation.output_format
+        )
+        chain = (
+            self.default_chain
+            if postprocess is None
+            else self.resolve_chain(postprocess, key="postprocess")
+        )
+        async with self._slot():
+            started = time.perf_counter()
+            images = await engine.generate(request, progress)
+            generate_ms = (time.perf_counter() - started) * 1000
+        if not images:
+            raise StorageError(f"Backend '{backend_name}' returned no images.")
+        log.debug(
+            "backend_finished",
+            backend=backend_name,
+            images=len(images),
+            duration_ms=round(generate_ms, 1),
+        )
+
+        async def finish(image: GeneratedImage) -> tuple[GeneratedImage, float]:
+            context = ProcessingContext(
+                request=request,
+                backend=backend_name,
+                seed=image.seed,
+                model=image.model,
+                output_format=fmt,
+            )
+            begun = time.perf_counter()
+            result = await self._run_chain(image, chain, context)
+            return result, (time.perf_counter() - begun) * 1000
+
+        processed = await _gather([finish(image) for image in images])
+        records = [
+            self._record(
+                image,
+                request,
+                backend=backend_name,
+                chain=chain,
+                durations=Durations(
+                    generate_ms=generate_ms / len(images), postprocess_ms=ms
+                ),
+            )
+            for image, ms in processed
+        ]
+        await self._save_all(records, [image.data for image, _ in processed])
+        return records
+
+    async def transform(
+        self,
+        image_id: str,
+        postprocess: Sequence[str],
+        output_format: str | None = None,
+    ) -> ImageRecord:
+        """Apply steps to a stored image and store the result as a new image.
+
+        The source image is never changed; the new record names it in
+        ``source_image_id``.
+        """
+        source = await self.storage.load(validate_image_id(image_id))
+        fmt = self.check_output_format(output_format)
+        chain = self.resolve_chain(postprocess, key="postprocess")
+        if not chain and fmt is None:
+            raise ValidationError(
+                "Give at least one postprocess step or an output_format."
+            )
+        old = source.record
+        request = GenerationRequest(
+            prompt=old.prompt,
+            negative_prompt=old.negative_prompt,
+            width=old.width,
+            height=old.height,
+            seed=old.seed,
+            steps=old.steps,
+            guidance_scale=old.guidance_scale,
+            model=old.model,
+        )
+        image = GeneratedImage(
+            data=source.data,
+            mime_type=old.mime_type,
+            width=old.width,
+            height=old.height,
+            seed=old.seed,
+            model=old.model,
+        )
+        context = ProcessingContext(
+            request=request,
+            backend=old.backend,
+            seed=old.seed,
+            model=old.model,
+            output_format=fmt,
+            source_image_id=old.id,
+        )
+        begun = time.perf_counter()
+        result = await self._run_chain(image, chain, context)
+        record = self._record(
+            result,
+            request,
+            backend=old.backend,
+            chain=chain,
+            durations=Durations(postprocess_ms=(time.perf_counter() - begun) * 1000),
+            source_image_id=old.id,
+            parameters=old.parameters,
+        )
+        await self._save_all([record], [result.data])
+        return record
+
+    async def _run_chain(
+        self,
+        image: GeneratedImage,
+        chain: Sequence[PostProcessor],
+        context: ProcessingContext,
+    ) -> GeneratedImage:
+        if context.output_format is not None:
+            try:
+                image = await anyio.to_thread.run_sync(
+                    convert_format, image, context.output_format
+                )
+            except ImageDecodeError as exc:
+                raise PostProcessingError(
+                    f"The backend's image cannot be decoded: {exc}"
+                ) from None
+        for step in chain:
+            try:
+                image = await step.process(image, context)
+            except MCPImageError:
+                raise
+            except Exception as exc:  # a buggy step must not look like a crash
+                log.exception("postprocess_step_crashed", step=step.instance_name)
+                raise PostProcessingError(
+                    f"Post-processing step '{step.instance_name}' failed: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+        return image
+
+    def _record(
+        self,
+        image: GeneratedImage,
+        request: GenerationRequest,
+        *,
+        backend: str,
+        chain: Sequence[PostProcessor],
+        durations: Durations,
+        source_image_id: str | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> ImageRecord:
+        return ImageRecord(
+            id=new_image_id(),
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            seed=image.seed if image.seed is not None else request.seed,
+            width=image.width,
+            height=image.height,
+            steps=request.steps,
+            guidance_scale=request.guidance_scale,
+            backend=backend,
+            model=image.model or request.model,
+            parameters={**(parameters or {}), **request.parameters, **image.parameters},
+            postprocess=[step.instance_name for step in chain],
+            source_image_id=source_image_id,
+            mime_type=image.mime_type,
+            byte_size=len(image.data),
+            sha256=hashlib.sha256(image.data).hexdigest(),
+            durations=durations,
+        )
+
+    async def _save_all(self, records: list[ImageRecord], blobs: list[bytes]) -> None:
+        """Save every image concurrently; on any failure, undo the others."""
+
+        async def save(record: ImageRecord, data: bytes) -> ImageRecord:
+            begun = time.perf_counter()
+            await self.storage.save(record, data)
+            record.durations.save_ms = (time.perf_counter() - begun) * 1000
+            return record
+
+        results = await _gather(
+            [save(r, d) for r, d in zip(records, blobs, strict=True)],
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            for saved in results:
+                if isinstance(saved, ImageRecord):
+                    try:
+                        await self.storage.delete(saved.id)
+                    except MCPImageError:
+                        pass
+            first = failures[0]
+            if isinstance(first, MCPImageError):
+                raise first
+            raise StorageError(
+                f"Saving the image failed: {type(first).__name__}: {first}"
+            ) from first
+        for record in records:
+            log.info(
+                "image_generated",
+                image_id=record.id,
+                backend=record.backend,
+                model=record.model,
+                width=record.width,
+                height=record.height,
+                seed=record.seed,
+                bytes=record.byte_size,
+                source_image_id=record.source_image_id,
+                generate_ms=round(record.durations.generate_ms, 1),
+                postprocess_ms=round(record.durations.postprocess_ms, 1),
+                save_ms=round(record.durations.save_ms, 1),
+                **(
+                    {"prompt": record.prompt}
+                    if self.settings.logging.log_prompts
+                    else {}
+                ),
+            )
+            await self.plugins.image_stored(record)
+
+    def _slot(self) -> _Slot:
+        return _Slot(self)
+
+    # -- reading -------------------------------------------------------------
+
+    async def load(self, image_id: str) -> StoredImage:
+        """Return a stored image with its record."""
+        return await self.storage.load(validate_image_id(image_id))
+
+    async def get_record(self, image_id: str) -> ImageRecord:
+        """Return a stored image's record."""
+        return await self.storage.get_record(validate_image_id(image_id))
+
+    async def list_images(
+        self, limit: int = 20, cursor: str | None = None
+    ) -> ImagePage:
+        """List stored images, newest first."""
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise ValidationError(
+                f"limit {limit} is out of range: use 1 to {MAX_LIST_LIMIT}."
+            )
+        return await self.storage.list(limit, cursor or None)
+
+    async def delete(self, image_id: str) -> None:
+        """Delete a stored image."""
+        await self.storage.delete(validate_image_id(image_id))
+        log.info("image_deleted", image_id=image_id)
+
+    async def url_for(self, image_id: str) -> str:
+        """Return a link to a stored image."""
+        return await self.storage.url_for(validate_image_id(image_id))
+
+    async def describe_backends(self) -> list[BackendInfo]:
+        """Describe every backend instance, checking health concurrently."""
+
+        async def check(backend: InferenceBackend) -> Health:
+            begun = time.perf_counter()
+            try:
+                with anyio.fail_after(HEALTH_CHECK_TIMEOUT):
+                    health = await backend.check_health()
+            except TimeoutError:
+                health = Health(status="unavailable", detail="health check timed out")
+            except MCPImageError as exc:
+                health = Health(status="unavailable", detail=str(exc))
+            if health.latency_ms is None:
+                health = health.model_copy(
+                    update={
+                        "latency_ms": round((time.perf_counter() - begun) * 1000, 1)
+                    }
+                )
+            return health
+
+        healths = await _gather([check(b) for b in self.backends.values()])
+        default = self.settings.generation.backend
+        return [
+            BackendInfo(
+                name=name,
+                type=backend.name,
+                default=name == default,
+                capabilities=backend.capabilities,
+                health=health,
+            )
+            for (name, backend), health in zip(
+                self.backends.items(), healths, strict=True
+            )
+        ]
+
+
+class _Slot:
+    """One of ``server.max_concurrent_generations`` slots, with a bounded wait."""
+
+    def __init__(self, service: ImageService) -> None:
+        self.service = service
+
+    async def __aenter__(self) -> None:
+        service = self.service
+        server = service.settings.server
+        if (
+            service._slots.value == 0
+            and service._waiting >= server.max_queued_generations
+        ):
+            raise BusyError(
+                f"The server is busy: {server.max_concurrent_generations} generations "
+                f"running and {service._waiting} waiting. Try again shortly."
+            )
+        service._waiting += 1
+        try:
+            with anyio.fail_after(server.queue_timeout.total_seconds()):
+                await service._slots.acquire()
+        except TimeoutError:
+            raise BusyError(
+                "The server is busy: no generation slot became free within "
+                f"{server.queue_timeout.total_seconds():g} s. Try again shortly."
+            ) from None
+        finally:
+            service._waiting -= 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.service._slots.release()
+
+
+async def _gather(
+    awaitables: Sequence[Any], *, return_exceptions: bool = False
+) -> list[Any]:
+    """Run awaitables concurrently in an anyio task group; keep their order."""
+    results: list[Any] = [None] * len(awaitables)
+
+    async def run(index: int, awaitable: Any) -> None:
+        try:
+            results[index] = await awaitable
+        except Exception as exc:
+            if not return_exceptions:
+                raise
+            results[index] = exc
+
+    try:
+        async with anyio.create_task_group() as group:
+            for index, awaitable in enumerate(awaitables):
+                group.start_soon(run, index, awaitable)
+    except BaseExceptionGroup as group_error:
+        # Re-raise the first real error, not the group, so callers see our types.
+        first = group_error.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    return results
