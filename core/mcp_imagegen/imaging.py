@@ -143,10 +143,14 @@ def make_preview(
     otherwise it is shrunk and encoded as JPEG, lowering quality and then size
     until it is smaller than ``max_bytes``.
     """
+    try:
+        header = Image.open(io.BytesIO(data))  # reads the header only
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ImageDecodeError(f"The data is not a readable image: {exc}") from None
+    mime = _MIME_BY_PIL_FORMAT.get(header.format or "")
+    if mime is not None and max(header.size) <= max_side and len(data) < max_bytes:
+        return data, mime  # already small enough: no need to decode at all
     image = open_image(data)
-    mime = mime_type_of(image)
-    if max(image.size) <= max_side and len(data) < max_bytes:
-        return data, mime
     image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     quality = 85
     while True:

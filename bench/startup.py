@@ -1,0 +1,68 @@
+"""Start-up time: `mcp-imagegen serve` vs a bare MCPServer, to the initialize result.
+
+Each run spawns the server over stdio and measures the time until the
+``initialize`` result arrives. Runs alternate between the two servers so machine
+noise hits both alike. Prints the medians and their ratio (goal: <= 1.5).
+
+    .venv/bin/python bench/startup.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+
+
+async def time_to_initialize(params: StdioServerParameters, errlog: Path) -> float:
+    """Seconds from spawning the server to its initialize result."""
+    with errlog.open("a") as err:
+        started = time.perf_counter()
+        async with stdio_client(params, errlog=err) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                elapsed = time.perf_counter() - started
+    return elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
+    env = {"PATH": os.environ["PATH"], "HOME": str(work), "XDG_DATA_HOME": str(work)}
+    ours = StdioServerParameters(
+        command=str(BIN / "mcp-imagegen"), args=["serve"], env=env
+    )
+    bare = StdioServerParameters(
+        command=sys.executable, args=[str(HERE / "bare_server.py")], env=env
+    )
+    errlog = work / "stderr.log"
+    # One warm-up each, so both start with the same file-system cache.
+    await time_to_initialize(ours, errlog)
+    await time_to_initialize(bare, errlog)
+    times: dict[str, list[float]] = {"mcp-imagegen": [], "bare": []}
+    for _ in range(args.runs):
+        times["mcp-imagegen"].append(await time_to_initialize(ours, errlog))
+        times["bare"].append(await time_to_initialize(bare, errlog))
+    ours_ms = statistics.median(times["mcp-imagegen"]) * 1000
+    bare_ms = statistics.median(times["bare"]) * 1000
+    print(f"runs each: {args.runs} (alternating)")
+    print(f"mcp-imagegen serve  median time to initialize: {ours_ms:7.1f} ms")
+    print(f"bare MCPServer      median time to initialize: {bare_ms:7.1f} ms")
+    print(f"ratio: {ours_ms / bare_ms:.2f} (goal <= 1.5)")
+
+
+if __name__ == "__main__":
+    anyio.run(main)
