@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 
 from mcp_imagegen import __version__
-from mcp_imagegen.config import Settings, load_settings, redacted_dump
+from mcp_imagegen.config import Settings, load_settings
 from mcp_imagegen.errors import ConfigurationError, MCPImageError, PluginError
 from mcp_imagegen.logs import configure_logging
 
@@ -106,8 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config, _overrides(args))
         configure_logging(settings.logging)
         if args.command == "config":
-            print(json.dumps(redacted_dump(settings), indent=2, default=str))
-            return EXIT_OK
+            return _config(settings)
         if args.command == "plugins":
             return _plugins(settings, as_json=args.json)
         if args.command == "serve":
@@ -128,6 +127,16 @@ def _serve(settings: Settings) -> int:
 
     server = create_server(settings)
     server.run("stdio")
+    return EXIT_OK
+
+
+def _config(settings: Settings) -> int:
+    from mcp_imagegen.service import ImageService
+
+    # Building the service validates every component table, so an invalid table
+    # is reported here exactly as at start-up.
+    service = ImageService.from_settings(settings)
+    print(json.dumps(service.effective_configuration(), indent=2))
     return EXIT_OK
 
 

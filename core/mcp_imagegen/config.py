@@ -320,11 +320,16 @@ def validate_component_table(
 
 def redacted_dump(settings: Settings) -> dict[str, Any]:
     """Return the configuration as JSON-able data with every secret masked."""
-    data: dict[str, Any] = _redact(settings.model_dump(mode="json"))
-    return data
+    return redact(settings.model_dump(mode="json"))
 
 
 _SECRET_WORDS = ("token", "secret", "password", "access_key", "api_key", "credential")
+
+
+def redact(data: dict[str, Any]) -> dict[str, Any]:
+    """Return ``data`` with the value of every secret-looking key masked."""
+    redacted: dict[str, Any] = _redact(data)
+    return redacted
 
 
 def _redact(value: Any, key: str = "") -> Any:

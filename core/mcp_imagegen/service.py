@@ -20,7 +20,12 @@ import anyio
 import structlog
 from pydantic import BaseModel
 
-from mcp_imagegen.config import Settings, validate_component_table
+from mcp_imagegen.config import (
+    Settings,
+    redact,
+    redacted_dump,
+    validate_component_table,
+)
 from mcp_imagegen.errors import (
     BusyError,
     ConfigurationError,
@@ -157,6 +162,28 @@ class ImageService:
             )
             steps[name] = step_cls(options, instance_name=name)  # type: ignore[assignment]
         return cls(settings, plugins, backends, storage, steps)
+
+    def effective_configuration(self) -> dict[str, Any]:
+        """The configuration with every component table filled in, secrets masked."""
+        data = redacted_dump(self.settings)
+        data["backends"] = {
+            name: {"type": backend.name, **backend.settings.model_dump(mode="json")}
+            for name, backend in self.backends.items()
+        }
+        data["storage"] = {
+            key: value
+            for key, value in data["storage"].items()
+            if key in ("backend", "max_age", "cleanup_interval")
+        }
+        data["storage"][self.storage.name] = self.storage.settings.model_dump(
+            mode="json"
+        )
+        data["postprocess"] = {
+            name: {"type": step.name, **step.settings.model_dump(mode="json")}
+            for name, step in self.steps.items()
+            if name in self.settings.postprocess
+        }
+        return redact(data)
 
     # -- lifecycle -----------------------------------------------------------
 
