@@ -9,6 +9,7 @@ to the client without internals.
 from __future__ import annotations
 
 import base64
+import inspect
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -48,6 +49,7 @@ from mcp_imagegen.service import BackendInfo, ImageService
 log = structlog.get_logger("mcp_imagegen.server")
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 Inline = Literal["preview", "full", "none"]
 _IMAGE_URI = re.compile(r"^image://(?P<id>[^/]*)(?P<metadata>/metadata)?$")
 RESOURCES_PAGE_SIZE = 50
@@ -234,6 +236,15 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
         log_level="WARNING",
     )
 
+    def tool(annotations: ToolAnnotations) -> Callable[[F], F]:
+        """``server.tool`` with the docstring, dedented, as the description."""
+
+        def decorate(fn: F) -> F:
+            description = inspect.cleandoc(fn.__doc__ or "")
+            return server.tool(description=description, annotations=annotations)(fn)
+
+        return decorate
+
     async def image_content(
         records: list[ImageRecord], inline: Inline
     ) -> tuple[list[ContentBlock], list[ImageInfo]]:
@@ -276,7 +287,7 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
         )
         return content, infos
 
-    @server.tool(
+    @tool(
         annotations=ToolAnnotations(
             title="Generate image",
             read_only_hint=False,
@@ -366,7 +377,7 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
 
         return await _call("generate_image", work)
 
-    @server.tool(
+    @tool(
         annotations=ToolAnnotations(
             title="Transform image",
             read_only_hint=False,
@@ -402,7 +413,7 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
 
         return await _call("transform_image", work)
 
-    @server.tool(
+    @tool(
         annotations=ToolAnnotations(
             title="List images", read_only_hint=True, open_world_hint=False
         )
@@ -424,7 +435,7 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
 
         return await _call("list_images", work)
 
-    @server.tool(
+    @tool(
         annotations=ToolAnnotations(
             title="Get image", read_only_hint=True, open_world_hint=False
         )
@@ -444,7 +455,7 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
 
         return await _call("get_image", work)
 
-    @server.tool(
+    @tool(
         annotations=ToolAnnotations(
             title="Delete image",
             read_only_hint=False,
@@ -464,7 +475,7 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
 
         return await _call("delete_image", work)
 
-    @server.tool(
+    @tool(
         annotations=ToolAnnotations(
             title="List backends", read_only_hint=True, open_world_hint=True
         )
