@@ -1,0 +1,494 @@
+"""The storage contract: tests every :class:`~mcp_imagegen.ImageStorage` must pass.
+
+Written once, run over the built-in file and S3 storages, and importable by
+third-party storage plugins. Subclass :class:`StorageContract` in a test module
+(the class name must start with ``Test``) and provide a ``storage`` fixture that
+yields a started, empty storage::
+
+    import pytest
+    from mcp_imagegen.testing import StorageContract
+    from my_plugin import MyStorage
+
+    class TestMyStorage(StorageContract):
+        @pytest.fixture
+        async def storage(self, tmp_path):
+            async with MyStorage(MyStorage.Settings(root=tmp_path)) as storage:
+                yield storage
+
+Every contract test runs with anyio's pytest plugin (``-p anyio``, which pytest
+loads automatically once anyio is installed) on asyncio. This module needs pytest
+and is meant for test suites only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
+
+import httpx
+import pytest
+from PIL import Image
+
+from mcp_imagegen.errors import (
+    ImageNotFoundError,
+    InvalidImageIdError,
+    ValidationError,
+)
+from mcp_imagegen.ids import new_image_id
+from mcp_imagegen.interfaces import ImageStorage
+from mcp_imagegen.models import Durations, ImageRecord
+
+__all__ = [
+    "INVALID_IMAGE_IDS",
+    "StorageContract",
+    "fetch_url",
+    "make_image_bytes",
+    "make_record",
+    "save_many",
+]
+
+#: Strings that must never reach a path or key: traversal, separators, wrong case,
+#: trailing newline, empty, overlong.
+INVALID_IMAGE_IDS: tuple[str, ...] = (
+    "",
+    "..",
+    "../../etc/passwd",
+    "20261126T034442123-3f9a1c2b7d4e/../../x",
+    "20261126T034442123-3f9a1c2b7d4e.json",
+    "20261126T034442123-3F9A1C2B7D4E",
+    "20261126T034442123-3f9a1c2b7d4e\n",
+    "subdir/20261126T034442123-3f9a1c2b7d4e",
+    "x" * 1000,
+)
+
+_PIL_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
+_PIL_FORMATS["image/gif"] = "GIF"
+
+
+def make_image_bytes(
+    mime_type: str = "image/png", *, seed: int = 0, side: int = 16
+) -> bytes:
+    """Return a small real image in ``mime_type``, different for each ``seed``."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", (side, side), tuple(rng.randrange(256) for _ in range(3)))
+    image.putpixel((0, 0), (seed % 256, (seed // 256) % 256, 7))
+    buffer = io.BytesIO()
+    image.save(buffer, format=_PIL_FORMATS[mime_type])
+    return buffer.getvalue()
+
+
+def make_record(
+    data: bytes | None = None,
+    *,
+    created_at: datetime | None = None,
+    image_id: str | None = None,
+    mime_type: str = "image/png",
+    **fields: Any,
+) -> tuple[ImageRecord, bytes]:
+    """Return a record and the bytes it describes.
+
+    Args:
+        data: The image bytes; a small real image of ``mime_type`` if omitted.
+        created_at: Creation time; the id is made from it, as the server does.
+        image_id: Force an id (it should encode ``created_at``).
+        mime_type: The record's mime type.
+        **fields: Any other :class:`ImageRecord` field.
+    """
+    created_at = created_at or datetime.now(UTC)
+    image_id = image_id or new_image_id(created_at)
+    if data is None:
+        data = make_image_bytes(mime_type, seed=hash(image_id) & 0xFFFF)
+    values: dict[str, Any] = {
+        "id": image_id,
+        "prompt": f"a test image {image_id}",
+        "width": 16,
+        "height": 16,
+        "backend": "contract",
+        "mime_type": mime_type,
+        "byte_size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "created_at": created_at,
+    }
+    values.update(fields)
+    return ImageRecord(**values), data
+
+
+async def save_many(
+    storage: ImageStorage,
+    items: list[tuple[ImageRecord, bytes]],
+    *,
+    concurrency: int = 25,
+) -> None:
+    """Save ``items`` with at most ``concurrency`` saves in flight."""
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def save(record: ImageRecord, data: bytes) -> None:
+        async with semaphore:
+            await storage.save(record, data)
+
+    await asyncio.gather(*(save(record, data) for record, data in items))
+
+
+async def fetch_url(url: str) -> bytes:
+    """Return what ``url`` (``file://``, ``http://`` or ``https://``) points at."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        path = Path(url2pathname(unquote(parts.path)))
+        return await asyncio.to_thread(path.read_bytes)
+    async with httpx.AsyncClient() as client:
+        response = await client.get(url)
+        response.raise_for_status()
+        return response.content
+
+
+async def _all_pages(storage: ImageStorage, limit: int) -> list[list[ImageRecord]]:
+    pages: list[list[ImageRecord]] = []
+    cursor: str | None = None
+    while True:
+        page = await storage.list(limit=limit, cursor=cursor)
+        pages.append(page.items)
+        if page.next_cursor is None:
+            return pages
+        assert len(pages) < 10_000, "list() keeps returning a next_cursor"
+        cursor = page.next_cursor
+
+
+def _ids(records: list[ImageRecord]) -> list[str]:
+    return [record.id for record in records]
+
+
+_STORAGE_METHODS: dict[str, Callable[[ImageStorage, str], Awaitable[Any]]] = {
+    "load": lambda storage, image_id: storage.load(image_id),
+    "get_record": lambda storage, image_id: storage.get_record(image_id),
+    "delete": lambda storage, image_id: storage.delete(image_id),
+    "url_for": lambda storage, image_id: storage.url_for(image_id),
+}
+
+
+class StorageContract:
+    """Behaviour shared by every storage. Subclass it and provide ``storage``.
+
+    Attributes:
+        url_is_fetchable: Set to ``False`` if ``url_for`` returns links no test can
+            open (e.g. a ``base_url`` served by a web server that is not running).
+    """
+
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.anyio]
+    url_is_fetchable: ClassVar[bool] = True
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    def storage(self) -> ImageStorage:
+        raise NotImplementedError(
+            "Provide a 'storage' fixture yielding a started, empty storage."
+        )
+
+    # -- save / load -------------------------------------------------------------
+
+    async def test_save_then_load_returns_identical_bytes_and_record(
+        self, storage: ImageStorage
+    ) -> None:
+        record, data = make_record()
+
+        await storage.save(record, data)
+        stored = await storage.load(record.id)
+
+        assert stored.data == data
+        assert stored.record == record
+
+    async def test_get_record_returns_the_saved_record(
+        self, storage: ImageStorage
+    ) -> None:
+        record, data = make_record()
+        await storage.save(record, data)
+
+        assert await storage.get_record(record.id) == record
+
+    async def test_round_trip_keeps_every_record_field(
+        self, storage: ImageStorage
+    ) -> None:
+        source, _ = make_record()
+        record, data = make_record(
+            negative_prompt="blurry, «low» quality ✓",
+            seed=2**32 - 1,
+            steps=30,
+            guidance_scale=7.5,
+            model="sdxl-turbo",
+            parameters={"scheduler": "euler", "nested": {"a": [1, 2.5, True, None]}},
+            postprocess=["resize", "watermark"],
+            source_image_id=source.id,
+            durations=Durations(generate_ms=1234.5, postprocess_ms=6.25, save_ms=3.0),
+            created_at=datetime(2031, 2, 3, 4, 5, 6, 789000, tzinfo=UTC),
+        )
+
+        await storage.save(record, data)
+
+        assert await storage.get_record(record.id) == record
+
+    @pytest.mark.parametrize(
+        "mime_type", ["image/png", "image/jpeg", "image/webp", "image/gif"]
+    )
+    async def test_every_image_type_round_trips(
+        self, storage: ImageStorage, mime_type: str
+    ) -> None:
+        record, data = make_record(mime_type=mime_type)
+
+        await storage.save(record, data)
+        stored = await storage.load(record.id)
+
+        assert (stored.data, stored.record.mime_type) == (data, mime_type)
+
+    async def test_large_image_round_trips_byte_identical(
+        self, storage: ImageStorage
+    ) -> None:
+        data = random.Random(7).randbytes(3 * 1024 * 1024 + 17)
+        record, _ = make_record(data)
+
+        await storage.save(record, data)
+
+        assert (await storage.load(record.id)).data == data
+
+    async def test_fifty_concurrent_saves_are_all_stored_intact(
+        self, storage: ImageStorage
+    ) -> None:
+        items = [make_record() for _ in range(50)]
+
+        await asyncio.gather(*(storage.save(record, data) for record, data in items))
+        loaded = await asyncio.gather(*(storage.load(record.id) for record, _ in items))
+
+        assert [(s.record, s.data) for s in loaded] == items
+
+    # -- not found / invalid ids -------------------------------------------------
+
+    @pytest.mark.parametrize("method", sorted(_STORAGE_METHODS))
+    async def test_unknown_id_raises_image_not_found(
+        self, storage: ImageStorage, method: str
+    ) -> None:
+        unknown = new_image_id()
+
+        with pytest.raises(ImageNotFoundError) as raised:
+            await _STORAGE_METHODS[method](storage, unknown)
+
+        assert raised.value.image_id == unknown
+
+    @pytest.mark.parametrize("method", sorted(_STORAGE_METHODS))
+    @pytest.mark.parametrize("bad_id", INVALID_IMAGE_IDS, ids=repr)
+    async def test_invalid_id_is_rejected(
+        self, storage: ImageStorage, method: str, bad_id: str
+    ) -> None:
+        with pytest.raises(InvalidImageIdError):
+            await _STORAGE_METHODS[method](storage, bad_id)
+
+    @pytest.mark.parametrize("bad_id", INVALID_IMAGE_IDS, ids=repr)
+    async def test_save_rejects_record_with_invalid_id(
+        self, storage: ImageStorage, bad_id: str
+    ) -> None:
+        record, data = make_record()
+        bad = record.model_copy(update={"id": bad_id})
+
+        with pytest.raises(InvalidImageIdError):
+            await storage.save(bad, data)
+
+        assert (await storage.list()).items == []
+
+    # -- list --------------------------------------------------------------------
+
+    async def test_empty_storage_lists_nothing(self, storage: ImageStorage) -> None:
+        page = await storage.list()
+
+        assert (page.items, page.next_cursor) == ([], None)
+
+    async def test_list_returns_records_newest_first(
+        self, storage: ImageStorage
+    ) -> None:
+        now = datetime.now(UTC)
+        items = [make_record(created_at=now - timedelta(seconds=i)) for i in (3, 1, 2)]
+        await save_many(storage, items)
+
+        page = await storage.list(limit=10)
+
+        assert _ids(page.items) == sorted((r.id for r, _ in items), reverse=True)
+        assert page.items[0] == max((r for r, _ in items), key=lambda r: r.id)
+        assert page.next_cursor is None
+
+    async def test_list_stops_at_limit_and_cursor_resumes_after_it(
+        self, storage: ImageStorage
+    ) -> None:
+        now = datetime.now(UTC)
+        items = [make_record(created_at=now - timedelta(minutes=i)) for i in range(5)]
+        await save_many(storage, items)
+        expected = sorted((r.id for r, _ in items), reverse=True)
+
+        first = await storage.list(limit=2)
+        assert first.next_cursor is not None
+        second = await storage.list(limit=2, cursor=first.next_cursor)
+
+        assert _ids(first.items) == expected[:2]
+        assert _ids(second.items) == expected[2:4]
+
+    async def test_last_page_has_no_cursor_when_count_is_a_multiple_of_limit(
+        self, storage: ImageStorage
+    ) -> None:
+        await save_many(storage, [make_record() for _ in range(6)])
+
+        pages = await _all_pages(storage, limit=3)
+
+        assert [len(page) for page in pages] == [3, 3]
+
+    async def test_pagination_over_250_images_yields_each_once_newest_first(
+        self, storage: ImageStorage
+    ) -> None:
+        now = datetime.now(UTC)
+        # Spread over seconds, with several images in the same millisecond.
+        moments = [now - timedelta(milliseconds=37 * (i // 3)) for i in range(250)]
+        items = [make_record(created_at=moment) for moment in moments]
+        await save_many(storage, items)
+        expected = sorted((r.id for r, _ in items), reverse=True)
+
+        pages = await _all_pages(storage, limit=20)
+
+        assert [len(page) for page in pages] == [20] * 12 + [10]
+        assert [i for page in pages for i in _ids(page)] == expected
+
+    async def test_list_orders_images_spread_over_a_century(
+        self, storage: ImageStorage
+    ) -> None:
+        moments = [
+            datetime(1999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC),
+            datetime(2000, 1, 1, tzinfo=UTC),
+            datetime(2012, 6, 1, 12, tzinfo=UTC),
+            datetime.now(UTC) - timedelta(days=400),
+            datetime.now(UTC) - timedelta(hours=5),
+            datetime.now(UTC) - timedelta(seconds=1),
+            datetime.now(UTC) + timedelta(days=3),
+            datetime(2099, 1, 1, tzinfo=UTC),
+        ]
+        items = [make_record(created_at=moment) for moment in moments for _ in (0, 1)]
+        await save_many(storage, items)
+
+        pages = await _all_pages(storage, limit=3)
+
+        ids = [i for page in pages for i in _ids(page)]
+        assert ids == sorted((r.id for r, _ in items), reverse=True)
+
+    @pytest.mark.parametrize("cursor", ["garbage", "!!!", "aGVsbG8", "x" * 300])
+    async def test_list_rejects_a_cursor_it_did_not_issue(
+        self, storage: ImageStorage, cursor: str
+    ) -> None:
+        await storage.save(*make_record())
+
+        with pytest.raises(ValidationError):
+            await storage.list(limit=5, cursor=cursor)
+
+    # -- delete ------------------------------------------------------------------
+
+    async def test_delete_removes_image_and_record(self, storage: ImageStorage) -> None:
+        record, data = make_record()
+        await storage.save(record, data)
+
+        await storage.delete(record.id)
+
+        with pytest.raises(ImageNotFoundError):
+            await storage.load(record.id)
+        with pytest.raises(ImageNotFoundError):
+            await storage.get_record(record.id)
+        assert (await storage.list()).items == []
+
+    async def test_deleting_twice_raises_image_not_found(
+        self, storage: ImageStorage
+    ) -> None:
+        record, data = make_record()
+        await storage.save(record, data)
+        await storage.delete(record.id)
+
+        with pytest.raises(ImageNotFoundError):
+            await storage.delete(record.id)
+
+    async def test_delete_leaves_other_images_alone(
+        self, storage: ImageStorage
+    ) -> None:
+        items = [make_record() for _ in range(3)]
+        await save_many(storage, items)
+
+        await storage.delete(items[1][0].id)
+
+        remaining = await storage.list()
+        assert sorted(_ids(remaining.items)) == sorted([items[0][0].id, items[2][0].id])
+        assert (await storage.load(items[0][0].id)).data == items[0][1]
+
+    async def test_delete_expired_removes_only_older_images_and_counts_them(
+        self, storage: ImageStorage
+    ) -> None:
+        now = datetime.now(UTC)
+        old = [make_record(created_at=now - timedelta(days=d)) for d in (2, 3, 400)]
+        fresh = [make_record(created_at=now - timedelta(hours=h)) for h in (0, 1, 23)]
+        await save_many(storage, old + fresh)
+
+        deleted = await storage.delete_expired(now - timedelta(days=1))
+
+        assert deleted == 3
+        listed = await storage.list(limit=50)
+        assert sorted(_ids(listed.items)) == sorted(r.id for r, _ in fresh)
+        for record, _ in old:
+            with pytest.raises(ImageNotFoundError):
+                await storage.load(record.id)
+
+    async def test_delete_expired_keeps_an_image_created_exactly_at_the_cutoff(
+        self, storage: ImageStorage
+    ) -> None:
+        moment = datetime(2030, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
+        record, data = make_record(created_at=moment)
+        await storage.save(record, data)
+
+        kept = await storage.delete_expired(moment)
+        deleted = await storage.delete_expired(moment + timedelta(microseconds=1))
+
+        assert (kept, deleted) == (0, 1)
+
+    async def test_delete_expired_with_nothing_old_returns_zero(
+        self, storage: ImageStorage
+    ) -> None:
+        await storage.save(*make_record())
+
+        assert await storage.delete_expired(datetime.now(UTC) - timedelta(days=1)) == 0
+        assert len((await storage.list()).items) == 1
+
+    # -- url_for / lifecycle -------------------------------------------------------
+
+    async def test_url_for_gives_a_link_to_the_image_bytes(
+        self, storage: ImageStorage
+    ) -> None:
+        record, data = make_record()
+        await storage.save(record, data)
+
+        url = await storage.url_for(record.id)
+
+        assert urlsplit(url).scheme in ("file", "http", "https")
+        if self.url_is_fetchable:
+            assert await fetch_url(url) == data
+
+    async def test_url_for_a_deleted_image_raises_image_not_found(
+        self, storage: ImageStorage
+    ) -> None:
+        record, data = make_record()
+        await storage.save(record, data)
+        await storage.url_for(record.id)
+        await storage.delete(record.id)
+
+        with pytest.raises(ImageNotFoundError):
+            await storage.url_for(record.id)
+
+    async def test_aclose_can_be_called_twice(self, storage: ImageStorage) -> None:
+        await storage.aclose()
+        await storage.aclose()
