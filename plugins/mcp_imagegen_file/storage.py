@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 import structlog
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from mcp_imagegen import (
     ComponentSettings,
@@ -41,16 +41,22 @@ _TEMP_PREFIX = ".tmp-"
 
 
 def default_directory() -> Path:
-    """``$XDG_DATA_HOME/mcp-imagegen/images``, else ``~/.local/share/...``."""
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local/share")
-    return Path(data_home).expanduser().absolute() / "mcp-imagegen" / "images"
+    """``$XDG_DATA_HOME/mcp-imagegen/images``, else ``~/.local/share/...``.
+
+    A relative ``XDG_DATA_HOME`` is ignored, as the XDG spec asks: it would make
+    the directory depend on where the server was started.
+    """
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or "").expanduser()
+    if not data_home.is_absolute():
+        data_home = Path.home() / ".local" / "share"
+    return data_home / "mcp-imagegen" / "images"
 
 
 class FileStorageSettings(ComponentSettings):
     """``[storage.file]``."""
 
     #: Where images are kept; ``~`` is expanded, relative paths are refused.
-    directory: Path = default_directory()
+    directory: Path = Field(default_factory=default_directory)
     #: If set, ``url_for`` returns ``<base_url>/<id>.<ext>`` (e.g. served by nginx)
     #: instead of a ``file://`` URI.
     base_url: str | None = None
