@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
+import pydantic
 import structlog
 from pydantic import BaseModel
 
@@ -144,11 +145,17 @@ class ImageService:
         assert isinstance(storage, ImageStorage)
 
         steps: dict[str, PostProcessor] = {}
-        # A step type's own name is a step with default options...
+        # A step type's own name is a step with default options (when its settings
+        # have defaults; a type with required settings is usable only through a
+        # [postprocess.<name>] table, and must not break start-up when unused)...
         for type_name, step_cls in plugins.component_types("postprocessor").items():
-            options = validate_component_table(
-                settings, step_cls.Settings, {}, f"postprocess.{type_name}"
-            )
+            if type_name in settings.postprocess:
+                continue  # its own table follows
+            try:
+                options = step_cls.Settings.model_validate({})
+            except pydantic.ValidationError:
+                log.debug("postprocess_step_needs_settings", step_type=type_name)
+                continue
             steps[type_name] = step_cls(options, instance_name=type_name)  # type: ignore[assignment]
         # ...and [postprocess.<name>] tables define named steps (or override those).
         for name, raw in settings.postprocess.items():
