@@ -704,10 +704,14 @@ class _Slot:
     async def __aenter__(self) -> None:
         service = self.service
         server = service.settings.server
-        if (
-            service._slots.value == 0
-            and service._waiting >= server.max_queued_generations
-        ):
+        try:
+            # A free slot is taken at once: such a request never counts as
+            # waiting, so it cannot make a concurrent one look over the queue limit.
+            service._slots.acquire_nowait()
+            return
+        except anyio.WouldBlock:
+            pass
+        if service._waiting >= server.max_queued_generations:
             raise BusyError(
                 f"The server is busy: {server.max_concurrent_generations} generations "
                 f"running and {service._waiting} waiting. Try again shortly."
