@@ -1,0 +1,552 @@
+"""ImageService: limits, backends, formats, post-processing, busy, retention."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from PIL import Image
+
+from mcp_imagegen import (
+    BusyError,
+    ComponentSettings,
+    ConfigurationError,
+    GeneratedImage,
+    GenerationRequest,
+    ImageNotFoundError,
+    PostProcessingError,
+    PostProcessor,
+    ProcessingContext,
+    ValidationError,
+    hookimpl,
+    new_image_id,
+)
+from mcp_imagegen.config import Settings
+from mcp_imagegen.plugins import PluginManager
+from mcp_imagegen.service import ImageService
+from mcp_imagegen_file.storage import FileStorage, FileStorageSettings
+from tests.conftest import make_record, png_bytes
+
+pytestmark = pytest.mark.anyio
+
+
+class StampSettings(ComponentSettings):
+    label: str = "x"
+
+
+class StampStep(PostProcessor):
+    """Appends its label to ``parameters["trail"]``: shows which steps ran, in order."""
+
+    name = "stamp"
+    Settings = StampSettings
+    settings: StampSettings
+
+    async def process(
+        self, image: GeneratedImage, context: ProcessingContext
+    ) -> GeneratedImage:
+        trail = str(image.parameters.get("trail", "")) + self.settings.label
+        return image.model_copy(
+            update={"parameters": {**image.parameters, "trail": trail}}
+        )
+
+
+class CrashingStep(PostProcessor):
+    name = "crash"
+
+    async def process(
+        self, image: GeneratedImage, context: ProcessingContext
+    ) -> GeneratedImage:
+        raise ZeroDivisionError("step bug")
+
+
+class NeedsTextSettings(ComponentSettings):
+    text: str
+
+
+class NeedsTextStep(PostProcessor):
+    """A step type that cannot run without its own table (``text`` is required)."""
+
+    name = "needs_text"
+    Settings = NeedsTextSettings
+    settings: NeedsTextSettings
+
+    async def process(
+        self, image: GeneratedImage, context: ProcessingContext
+    ) -> GeneratedImage:
+        return image.model_copy(update={"parameters": {"trail": self.settings.text}})
+
+
+class TestSteps:
+    @hookimpl
+    def register_postprocessors(self, register: Callable[[type[Any]], None]) -> None:
+        register(StampStep)
+        register(CrashingStep)
+
+
+@pytest.fixture
+def plugins(plugin_manager: PluginManager) -> PluginManager:
+    plugin_manager.register(TestSteps(), name="test-steps")
+    return plugin_manager
+
+
+@pytest.fixture
+def build(
+    make_settings: Callable[..., Settings], plugins: PluginManager
+) -> Callable[..., ImageService]:
+    def build_service(data: dict[str, Any] | None = None) -> ImageService:
+        return ImageService.from_settings(make_settings(data), plugins)
+
+    return build_service
+
+
+def small(**fields: Any) -> GenerationRequest:
+    return GenerationRequest.model_validate(
+        {"prompt": "a small cat", "width": 64, "height": 64, **fields}
+    )
+
+
+# -- limits ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"prompt": ""}, "prompt must not be empty"),
+        ({"prompt": " \t\n "}, "prompt must not be empty"),
+        ({"prompt": "a" * 1001}, "prompt is 1001 characters long; the limit is 1000"),
+        ({"negative_prompt": "n" * 1001}, "negative_prompt is 1001 characters"),
+        ({"width": 56}, "width 56 is out of range: use 64 to 2048"),
+        ({"width": 2056}, "width 2056 is out of range"),
+        ({"width": 100}, "width 100 is not a multiple of 8: use 96 or 104"),
+        ({"height": 0}, "height 0 is out of range"),
+        ({"height": 4096}, "height 4096 is out of range"),
+        ({"height": 90}, "height 90 is not a multiple of 8"),
+        ({"num_images": 0}, "num_images 0 is out of range: use 1 to 4"),
+        ({"num_images": 5}, "num_images 5 is out of range: use 1 to 4"),
+        ({"steps": 0}, "steps 0 is out of range"),
+        ({"guidance_scale": -1.0}, "guidance_scale -1.0 is out of range"),
+        ({"seed": -1}, "seed -1 is out of range"),
+        ({"seed": 2**32}, "seed 4294967296 is out of range"),
+    ],
+    ids=lambda v: str(v)[:40] if isinstance(v, str) else None,
+)
+async def test_request_outside_the_limits_is_refused_naming_the_argument(
+    fields: dict[str, Any], message: str, build: Callable[..., ImageService]
+) -> None:
+    async with build() as service:
+        with pytest.raises(ValidationError) as caught:
+            await service.generate(small(**fields))
+
+        assert message in str(caught.value)
+        assert (await service.list_images()).items == []
+
+
+async def test_prompt_of_exactly_the_limit_is_accepted(
+    build: Callable[..., ImageService],
+) -> None:
+    async with build() as service:
+        [record] = await service.generate(small(prompt="a" * 1000))
+
+    assert len(record.prompt) == 1000
+
+
+async def test_too_many_pixels_is_refused_with_a_size_that_fits(
+    build: Callable[..., ImageService],
+) -> None:
+    async with build({"limits": {"max_pixels": 256 * 256}}) as service:
+        with pytest.raises(ValidationError) as caught:
+            await service.generate(small(width=256, height=264))
+
+    assert "256x264 is 67584 pixels; the limit is 65536" in str(caught.value)
+    assert "256 squared" in str(caught.value)
+
+
+async def test_configured_limits_replace_the_defaults(
+    build: Callable[..., ImageService],
+) -> None:
+    service = build({"limits": {"max_prompt_length": 5, "max_images": 2}})
+    async with service:
+        with pytest.raises(ValidationError, match="limit is 5"):
+            await service.generate(small(prompt="abcdef"))
+        with pytest.raises(ValidationError, match="use 1 to 2"):
+            await service.generate(small(prompt="cat", num_images=3))
+
+
+async def test_prompt_is_stored_without_surrounding_whitespace(
+    build: Callable[..., ImageService],
+) -> None:
+    async with build() as service:
+        [record] = await service.generate(
+            small(prompt="  a cat \n", negative_prompt=" ")
+        )
+
+    assert record.prompt == "a cat"
+    assert record.negative_prompt is None
+
+
+# -- backends and formats ----------------------------------------------------------
+
+
+async def test_unknown_backend_is_refused_listing_the_available_ones(
+    build: Callable[..., ImageService],
+) -> None:
+    async with build({"backends": {"slow": {"type": "placeholder"}}}) as service:
+        with pytest.raises(ValidationError) as caught:
+            await service.generate(small(), backend="sdxl")
+
+    assert "Unknown backend 'sdxl'. Available: placeholder, slow." in str(caught.value)
+
+
+async def test_named_backend_instance_is_used_and_recorded(
+    build: Callable[..., ImageService],
+) -> None:
+    async with build({"backends": {"other": {"type": "placeholder"}}}) as service:
+        [record] = await service.generate(small(), backend="other")
+
+    assert record.backend == "other"
+
+
+@pytest.mark.parametrize("fmt", ["bmp", "gif", "", "png; rm -rf /"])
+async def test_unknown_output_format_is_refused_listing_the_known_ones(
+    fmt: str, build: Callable[..., ImageService]
+) -> None:
+    async with build() as service:
+        with pytest.raises(ValidationError, match="use one of png, jpeg, webp"):
+            await service.generate(small(), output_format=fmt or " ")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mime", "pil_format"),
+    [
+        ("jpeg", "image/jpeg", "JPEG"),
+        ("JPG", "image/jpeg", "JPEG"),
+        ("webp", "image/webp", "WEBP"),
+        ("png", "image/png", "PNG"),
+    ],
+)
+async def test_output_format_converts_the_stored_image(
+    fmt: str, mime: str, pil_format: str, build: Callable[..., ImageService]
+) -> None:
+    async with build() as service:
+        [record] = await service.generate(small(), output_format=fmt)
+        stored = await service.load(record.id)
+
+    decoded = Image.open(io.BytesIO(stored.data))
+    assert record.mime_type == mime
+    assert decoded.format == pil_format
+    assert decoded.size == (64, 64)
+    assert record.byte_size == len(stored.data)
+
+
+async def test_configured_output_format_is_the_default(
+    build: Callable[..., ImageService],
+) -> None:
+    async with build({"generation": {"output_format": "webp"}}) as service:
+        [record] = await service.generate(small())
+
+    assert record.mime_type == "image/webp"
+
+
+async def test_record_holds_what_is_needed_to_reproduce_the_image(
+    build: Callable[..., ImageService],
+) -> None:
+    async with build() as service:
+        records = await service.generate(
+            small(seed=99, num_images=2, steps=3, negative_prompt="dogs")
+        )
+        again = await service.generate(small(seed=100, steps=3, negative_prompt="dogs"))
+        second = await service.load(records[1].id)
+        reproduced = await service.load(again[0].id)
+
+    assert [r.seed for r in records] == [99, 100]
+    assert records[0].negative_prompt == "dogs"
+    assert records[0].model == "placeholder-v1"
+    assert records[0].steps == 3
+    assert second.data == reproduced.data
+
+
+async def test_seed_is_drawn_when_the_request_gives_none(
+    build: Callable[..., ImageService],
+) -> None:
+    async with build() as service:
+        [record] = await service.generate(small())
+
+    assert record.seed is not None
+    assert 0 <= record.seed < 2**32
+
+
+# -- post-processing -----------------------------------------------------------------
+
+
+async def test_post_processing_chain_runs_in_the_configured_order(
+    build: Callable[..., ImageService],
+) -> None:
+    service = build(
+        {
+            "postprocess": {
+                "first": {"type": "stamp", "label": "A"},
+                "second": {"type": "stamp", "label": "B"},
+            },
+            "generation": {"postprocess": ["second", "first", "second"]},
+        }
+    )
+    async with service:
+        [record] = await service.generate(small())
+
+    assert record.parameters["trail"] == "BAB"
+    assert record.postprocess == ["second", "first", "second"]
+
+
+async def test_request_chain_replaces_the_configured_chain(
+    build: Callable[..., ImageService],
+) -> None:
+    service = build(
+        {
+            "postprocess": {"first": {"type": "stamp", "label": "A"}},
+            "generation": {"postprocess": ["first"]},
+        }
+    )
+    async with service:
+        [plain] = await service.generate(small(), postprocess=[])
+        [custom] = await service.generate(small(), postprocess=["stamp", "first"])
+
+    assert "trail" not in plain.parameters
+    assert custom.parameters["trail"] == "xA"
+
+
+async def test_unknown_step_in_a_request_is_a_validation_error(
+    build: Callable[..., ImageService],
+) -> None:
+    async with build() as service:
+        with pytest.raises(
+            ValidationError, match="unknown post-processing step 'blur'"
+        ):
+            await service.generate(small(), postprocess=["blur"])
+
+
+def test_unknown_step_in_the_configured_chain_is_a_configuration_error(
+    build: Callable[..., ImageService],
+) -> None:
+    with pytest.raises(ConfigurationError, match=r"generation\.postprocess: .*'blur'"):
+        build({"generation": {"postprocess": ["blur"]}})
+
+
+async def test_crashing_step_is_a_post_processing_error_and_stores_nothing(
+    build: Callable[..., ImageService],
+) -> None:
+    async with build() as service:
+        with pytest.raises(PostProcessingError) as caught:
+            await service.generate(small(), postprocess=["crash"])
+        listed = await service.list_images()
+
+    assert "'crash' failed: ZeroDivisionError: step bug" in str(caught.value)
+    assert listed.items == []
+
+
+async def test_step_type_with_required_settings_does_not_break_start_up(
+    make_settings: Callable[..., Settings], plugins: PluginManager
+) -> None:
+    class NeedsTextPlugin:
+        @hookimpl
+        def register_postprocessors(
+            self, register: Callable[[type[Any]], None]
+        ) -> None:
+            register(NeedsTextStep)
+
+    plugins.register(NeedsTextPlugin(), name="needs-text")
+    settings = make_settings(
+        {"postprocess": {"caption": {"type": "needs_text", "text": "C"}}}
+    )
+
+    async with ImageService.from_settings(settings, plugins) as service:
+        [record] = await service.generate(small(), postprocess=["caption"])
+        with pytest.raises(ValidationError, match="'needs_text'"):
+            await service.generate(small(), postprocess=["needs_text"])
+
+    assert record.parameters["trail"] == "C"
+
+
+async def test_transform_stores_a_new_image_and_keeps_the_source(
+    build: Callable[..., ImageService],
+) -> None:
+    async with build() as service:
+        [source] = await service.generate(small())
+        before = await service.load(source.id)
+        derived = await service.transform(source.id, ["stamp"], output_format="jpeg")
+        after = await service.load(source.id)
+
+    assert derived.id != source.id
+    assert derived.source_image_id == source.id
+    assert derived.mime_type == "image/jpeg"
+    assert derived.parameters["trail"] == "x"
+    assert after == before
+
+
+# -- concurrency ---------------------------------------------------------------------
+
+
+async def wait_for_progress(service: ImageService, started: anyio.Event) -> None:
+    async def progress(
+        done: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        started.set()
+
+    await service.generate(small(steps=50), progress)
+
+
+async def test_busy_error_when_every_slot_and_the_queue_are_full(
+    build: Callable[..., ImageService],
+) -> None:
+    service = build(
+        {
+            "server": {"max_concurrent_generations": 1, "max_queued_generations": 0},
+            "backends": {"placeholder": {"delay_ms": 200}},
+        }
+    )
+    async with service, anyio.create_task_group() as group:
+        running = anyio.Event()
+        group.start_soon(wait_for_progress, service, running)
+        await running.wait()
+
+        with pytest.raises(BusyError) as caught:
+            await service.generate(small())
+
+        group.cancel_scope.cancel()
+
+    assert "The server is busy: 1 generations running and 0 waiting" in str(
+        caught.value
+    )
+
+
+async def test_busy_error_when_no_slot_frees_up_within_the_queue_timeout(
+    build: Callable[..., ImageService],
+) -> None:
+    service = build(
+        {
+            "server": {
+                "max_concurrent_generations": 1,
+                "max_queued_generations": 4,
+                "queue_timeout": 0.2,
+            },
+            "backends": {"placeholder": {"delay_ms": 60_000}},
+        }
+    )
+    async with service, anyio.create_task_group() as group:
+        running = anyio.Event()
+        group.start_soon(wait_for_progress, service, running)
+        await anyio.wait_all_tasks_blocked()
+
+        with pytest.raises(BusyError, match="no generation slot became free within"):
+            await service.generate(small())
+
+        group.cancel_scope.cancel()
+
+
+async def test_queued_request_runs_once_a_slot_frees_up(
+    build: Callable[..., ImageService],
+) -> None:
+    service = build(
+        {
+            "server": {"max_concurrent_generations": 1, "max_queued_generations": 1},
+            "backends": {"placeholder": {"delay_ms": 20}},
+        }
+    )
+    async with service:
+        results: list[str] = []
+
+        async def run() -> None:
+            [record] = await service.generate(small(steps=2))
+            results.append(record.id)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(run)
+            group.start_soon(run)
+
+    assert len(set(results)) == 2
+
+
+async def test_eight_concurrent_generations_all_succeed_with_distinct_ids(
+    build: Callable[..., ImageService], image_dir: Path
+) -> None:
+    ids: list[str] = []
+
+    async def one(index: int) -> None:
+        [record] = await service.generate(small(prompt=f"cat {index}"))
+        ids.append(record.id)
+
+    async with build() as service, anyio.create_task_group() as group:
+        for index in range(8):
+            group.start_soon(one, index)
+
+    assert len(set(ids)) == 8
+    stored = sorted(
+        name[:-4] for name in os.listdir(image_dir) if name.endswith(".png")
+    )
+    assert stored == sorted(ids)
+
+
+# -- retention -----------------------------------------------------------------------
+
+
+async def test_retention_task_deletes_expired_images_and_stops_at_shutdown(
+    build: Callable[..., ImageService], image_dir: Path
+) -> None:
+    old_id = new_image_id(datetime.now(UTC) - timedelta(days=3))
+    async with FileStorage(FileStorageSettings(directory=image_dir)) as storage:
+        data = png_bytes()
+        await storage.save(make_record(data, image_id=old_id), data)
+    service = build({"storage": {"max_age": "P1D", "cleanup_interval": "PT1H"}})
+
+    with anyio.fail_after(30):  # safety net: an uncancelled loop would hang here
+        async with service:
+            [fresh] = await service.generate(small())
+            # The task runs in the background; its only visible effect is the
+            # listing, so poll it (bounded by the fail_after above).
+            while len((await service.list_images()).items) != 1:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+            [remaining] = (await service.list_images()).items
+
+    assert remaining.id == fresh.id
+    with pytest.raises(ImageNotFoundError):
+        await FileStorage(FileStorageSettings(directory=image_dir)).load(old_id)
+
+
+async def test_delete_expired_is_a_no_op_without_max_age(
+    build: Callable[..., ImageService],
+) -> None:
+    async with build() as service:
+        await service.generate(small())
+
+        assert await service.delete_expired() == 0
+        assert len((await service.list_images()).items) == 1
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [0, 101, -1])
+async def test_list_limit_out_of_range_is_refused(
+    limit: int, build: Callable[..., ImageService]
+) -> None:
+    async with build() as service:
+        with pytest.raises(ValidationError, match="use 1 to 100"):
+            await service.list_images(limit)
+
+
+async def test_describe_backends_reports_default_capabilities_and_health(
+    build: Callable[..., ImageService],
+) -> None:
+    async with build({"backends": {"extra": {"type": "placeholder"}}}) as service:
+        infos = {info.name: info for info in await service.describe_backends()}
+
+    assert infos["placeholder"].default is True
+    assert infos["extra"].default is False
+    assert infos["extra"].type == "placeholder"
+    assert infos["extra"].health.status == "ok"
+    assert infos["extra"].capabilities.models == ["placeholder-v1"]
