@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -20,12 +20,11 @@ def _check_http_url(value: str, setting: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         # The value is not echoed: a mistyped URL may hold credentials.
         raise ValueError(f"{setting} must be an http:// or https:// URL with a host")
-    if parts.username or parts.password:
-        raise ValueError(
-            f"{setting} must not embed credentials; use access_key_id and "
-            "secret_access_key (or the AWS credential chain) instead"
-        )
     return value.rstrip("/")
+
+
+def _has_userinfo(value: object) -> bool:
+    return isinstance(value, str) and "@" in urlsplit(value).netloc
 
 
 class S3StorageSettings(ComponentSettings):
@@ -83,6 +82,20 @@ class S3StorageSettings(ComponentSettings):
     max_load_bytes: int = Field(64 * 1024 * 1024, ge=1)
     verify_tls: bool = True
     ca_bundle: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _urls_hold_no_credentials(cls, data: Any) -> Any:
+        # Checked on the whole table, not the field: a field error would carry the
+        # URL (and its password) as the error's input, which error reports show.
+        if isinstance(data, dict):
+            for setting in ("endpoint_url", "public_base_url"):
+                if _has_userinfo(data.get(setting)):
+                    raise ValueError(
+                        f"{setting} must not embed credentials; use access_key_id "
+                        "and secret_access_key (or the AWS credential chain) instead"
+                    )
+        return data
 
     @field_validator("bucket")
     @classmethod

@@ -237,12 +237,15 @@ class S3Storage(ImageStorage):
         log.info("s3_bucket_created", bucket=bucket, endpoint=self._endpoint)
 
     def _raise_start_error(
-        self, exc: Exception, code: str, action: str = "use the bucket"
+        self, exc: Exception, code: str, action: str = "list"
     ) -> NoReturn:
         from botocore.exceptions import NoCredentialsError, PartialCredentialsError
 
-        where = f"S3 bucket '{self.settings.bucket}' at {self._endpoint}"
-        env = "MCP_IMAGEGEN_STORAGE__S3__ACCESS_KEY_ID / ..._SECRET_ACCESS_KEY"
+        bucket = f"S3 bucket '{self.settings.bucket}' at {self._endpoint}"
+        keys = (
+            "storage.s3.access_key_id and secret_access_key "
+            "(MCP_IMAGEGEN_STORAGE__S3__ACCESS_KEY_ID / ..._SECRET_ACCESS_KEY)"
+        )
         log.error(
             "s3_storage_start_failed",
             bucket=self.settings.bucket,
@@ -251,29 +254,29 @@ class S3Storage(ImageStorage):
         )
         if isinstance(exc, NoCredentialsError | PartialCredentialsError):
             raise ConfigurationError(
-                f"Cannot {action}: {where}: no AWS credentials found ({code}). Set "
-                f"storage.s3.access_key_id and secret_access_key ({env}), or configure "
-                "the AWS credential chain (AWS_PROFILE, instance role, ...)."
+                f"No AWS credentials found for {bucket} ({code}). Set {keys}, or "
+                "configure the AWS credential chain (AWS_PROFILE, web identity, "
+                "instance role, ...)."
             ) from exc
         if code == "NoSuchBucket":
             raise ConfigurationError(
-                f"{where} does not exist (NoSuchBucket). Create it, or set "
+                f"{bucket} does not exist (NoSuchBucket). Create it, or set "
                 "storage.s3.create_bucket = true."
             ) from exc
         if code in _CREDENTIAL_CODES:
             raise ConfigurationError(
-                f"Cannot {action}: {where} refused the credentials ({code}). Check "
-                f"storage.s3.access_key_id and secret_access_key ({env}) or the AWS "
-                "credential chain, and that they may list and write the bucket."
+                f"{bucket} refused the credentials ({code}) when asked to {action}. "
+                f"Check {keys} or the AWS credential chain, and that they may list, "
+                "read and write the bucket."
             ) from exc
         if _is_s3_answer(exc):
             raise ConfigurationError(
-                f"Cannot {action}: {where} answered {code}."
+                f"{bucket} answered {code} when asked to {action}."
             ) from exc
         if _is_transport_error(exc):
             raise StorageError(
-                f"Cannot {action}: {where} is unreachable ({code}: {exc}). Check "
-                "storage.s3.endpoint_url and that the server is running."
+                f"{bucket} is unreachable ({code}). Check storage.s3.endpoint_url "
+                "and that the server is running."
             ) from exc
         raise exc
 
@@ -339,7 +342,7 @@ class S3Storage(ImageStorage):
             elif _is_s3_answer(exc):
                 detail = "the server answered with this error"
             else:
-                detail = f"the endpoint could not be reached: {exc}"
+                detail = "the endpoint could not be reached, or the connection broke"
             raise StorageError(
                 f"Could not {action} {where}: {code} ({detail})."
             ) from exc

@@ -32,7 +32,7 @@ def s3_settings(
     """Build settings for the test server; keyword arguments override the table."""
 
     def build(**overrides: Any) -> S3StorageSettings:
-        table = seaweed.storage_table(prefix=unique_prefix, **overrides)
+        table = seaweed.storage_table(**{"prefix": unique_prefix, **overrides})
         return S3StorageSettings.model_validate(table)
 
     return build
