@@ -175,9 +175,11 @@ async def _generate(settings: Settings, args: argparse.Namespace) -> int:
     request = GenerationRequest(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
-        width=args.width or defaults.width,
-        height=args.height or defaults.height,
-        num_images=args.num_images or defaults.num_images,
+        width=args.width if args.width is not None else defaults.width,
+        height=args.height if args.height is not None else defaults.height,
+        num_images=args.num_images
+        if args.num_images is not None
+        else defaults.num_images,
         seed=args.seed,
         steps=args.steps if args.steps is not None else defaults.steps,
         guidance_scale=(

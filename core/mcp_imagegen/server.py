@@ -349,8 +349,8 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
             request = GenerationRequest(
                 prompt=prompt,
                 negative_prompt=negative_prompt,
-                width=width or defaults.width,
-                height=height or defaults.height,
+                width=width if width is not None else defaults.width,
+                height=height if height is not None else defaults.height,
                 num_images=num_images
                 if num_images is not None
                 else defaults.num_images,
