@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -188,3 +190,19 @@ def test_unknown_step_in_the_default_chain_fails_at_start_up(tmp_path: Path) -> 
 
     with pytest.raises(ConfigurationError, match="'thumbnail'"):
         ImageService.from_settings(settings)
+
+
+async def test_production_configuration_in_the_docs_works(tmp_path: Path) -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "postprocessing.md").read_text()
+    example = tomllib.loads(re.findall(r"```toml\n(.*?)```", docs, re.S)[0])
+    settings = settings_from_dict(config(tmp_path, **example))
+
+    async with ImageService.from_settings(settings) as service:
+        record, decoded = await generate(service, width=1536, height=1024)
+        _, branded = await generate(
+            service, postprocess=["resize", "brand", "web", "metadata"]
+        )
+
+    assert (decoded.format, decoded.size) == ("WEBP", (1024, 683))
+    assert record.postprocess == ["resize", "web", "metadata"]
+    assert branded.format == "WEBP" and "xmp" in branded.info
