@@ -211,12 +211,14 @@ class PluginManager:
         return {n: r.cls for n, r in self._collect()[kind].items()}
 
     def component_type(
-        self, kind: Kind, type_name: str, *, key: str
+        self, kind: Kind, type_name: str, *, key: str, source: str | None = None
     ) -> type[Component]:
         """Return the class registered for ``type_name``.
 
         Args:
             key: The configuration key that asked for it, for the error message.
+            source: Where that key was set (file or environment variable), for
+                the error message.
 
         Raises:
             ConfigurationError: if no plugin registers that type; names the plugins
@@ -226,7 +228,10 @@ class PluginManager:
         if type_name in registered:
             return registered[type_name].cls
         known = ", ".join(sorted(registered)) or "none"
-        message = f"{key}: unknown {kind} type '{type_name}' (available: {known})."
+        where = f" [{source}]" if source else ""
+        message = (
+            f"{key}: unknown {kind} type '{type_name}' (available: {known}){where}."
+        )
         if self.failures:
             failed = "; ".join(f"'{f.name}': {f.error}" for f in self.failures)
             message += f" Plugins that failed to load: {failed}."

@@ -121,8 +121,9 @@ class ImageService:
         for name, raw in settings.backend_instances().items():
             table = dict(raw)
             type_name = str(table.pop("type", name))
+            key = f"backends.{name}.type"
             backend_cls = plugins.component_type(
-                "backend", type_name, key=f"backends.{name}.type"
+                "backend", type_name, key=key, source=settings.source_of(key)
             )
             options = validate_component_table(
                 settings, backend_cls.Settings, table, f"backends.{name}"
@@ -133,7 +134,10 @@ class ImageService:
 
         storage_type = settings.storage.backend
         storage_cls = plugins.component_type(
-            "storage", storage_type, key="storage.backend"
+            "storage",
+            storage_type,
+            key="storage.backend",
+            source=settings.source_of("storage.backend"),
         )
         storage_options = validate_component_table(
             settings,
@@ -161,8 +165,9 @@ class ImageService:
         for name, raw in settings.postprocess.items():
             table = dict(raw)
             type_name = str(table.pop("type", name))
+            key = f"postprocess.{name}.type"
             step_cls = plugins.component_type(
-                "postprocessor", type_name, key=f"postprocess.{name}.type"
+                "postprocessor", type_name, key=key, source=settings.source_of(key)
             )
             options = validate_component_table(
                 settings, step_cls.Settings, table, f"postprocess.{name}"
@@ -290,7 +295,8 @@ class ImageService:
                     f"(available: {known})."
                 )
                 if key.startswith("generation."):
-                    raise ConfigurationError(message)
+                    source = self.settings.source_of(key)
+                    raise ConfigurationError(f"{message[:-1]} [{source}].")
                 raise ValidationError(message)
             chain.append(self.steps[name])
         return chain
