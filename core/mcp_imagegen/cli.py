@@ -126,7 +126,19 @@ def _serve(settings: Settings) -> int:
     from mcp_imagegen.app import create_server
 
     server = create_server(settings)
-    server.run("stdio")
+    try:
+        server.run("stdio")
+    except BaseExceptionGroup as group:
+        # The SDK enters the lifespan inside its task groups, so a component that
+        # fails to start (an unwritable image directory, an unreachable bucket)
+        # arrives wrapped; re-raise our own error for main() to report in one line.
+        ours = group.subgroup(lambda exc: isinstance(exc, MCPImageError))
+        if ours is None:
+            raise
+        first: BaseException = ours
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
     return EXIT_OK
 
 
