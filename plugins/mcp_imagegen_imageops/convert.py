@@ -68,8 +68,6 @@ class ConvertStep(ImageOpsStep):
 
     name: ClassVar[str] = "convert"
     Settings: ClassVar[type[ComponentSettings]] = ConvertSettings
-    #: Tells the core this step chooses the output encoding itself.
-    handles_output_format: ClassVar[bool] = True
     settings: ConvertSettings
 
     def target_format(self, context: ProcessingContext) -> str:

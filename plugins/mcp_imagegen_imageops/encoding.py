@@ -41,7 +41,12 @@ def decode(image: GeneratedImage) -> tuple[GeneratedImage, Image.Image, bytes | 
     decoded = open_image(image.data)
     icc = decoded.info.get("icc_profile") or None
     actual = verified(image, decoded)
-    if decoded.mode not in _DIRECT_MODES:
+    if decoded.mode.startswith("I"):
+        # 16-bit greyscale: a plain convert would clip everything above 255 to
+        # white; scale the range down instead.
+        decoded = decoded.convert("I").point(lambda value: value * (1 / 256))
+        decoded = decoded.convert("L")
+    elif decoded.mode not in _DIRECT_MODES:
         decoded = decoded.convert("RGBA" if decoded.has_transparency_data else "RGB")
     return actual, decoded, icc
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pydantic
 import pytest
-from PIL import ImageCms
+from PIL import Image, ImageCms
 
 from mcp_imagegen import GeneratedImage, ProcessingContext
 from mcp_imagegen_imageops.convert import ConvertSettings, ConvertStep
@@ -180,3 +180,17 @@ async def test_icc_profile_is_carried_over(
 def test_invalid_options_are_rejected(options: dict[str, object]) -> None:
     with pytest.raises(pydantic.ValidationError):
         ConvertSettings.model_validate(options)
+
+
+async def test_sixteen_bit_greyscale_is_scaled_not_clipped(
+    context: ProcessingContext,
+) -> None:
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    source = encode(Image.fromarray(ramp))
+    assert reopen(source).mode == "I;16"
+
+    result = await convert_step(format="jpeg").process(source, context)
+
+    grey = np.asarray(reopen(result).convert("L")).astype(float)
+    assert abs(grey.mean() - 127.5) < 3
+    assert grey.min() < 5 and grey.max() > 250

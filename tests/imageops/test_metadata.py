@@ -301,3 +301,14 @@ async def test_gif_passes_through_unchanged(context: ProcessingContext) -> None:
 def test_unknown_option_is_rejected() -> None:
     with pytest.raises(pydantic.ValidationError):
         MetadataSettings.model_validate({"iptc": True})
+
+
+async def test_same_image_and_recipe_give_the_same_bytes(
+    make_image: MakeImage, context: ProcessingContext
+) -> None:
+    source = make_image(fmt="WEBP")
+
+    first = await metadata_step().process(source, context)
+    second = await metadata_step().process(source, context)
+
+    assert first.data == second.data  # no timestamps: reproducible files

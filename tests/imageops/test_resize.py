@@ -12,7 +12,7 @@ from PIL import Image
 from mcp_imagegen import GeneratedImage, ProcessingContext
 from mcp_imagegen_imageops.containers import is_lossless_webp
 from mcp_imagegen_imageops.resize import ResizeSettings, ResizeStep
-from tests.imageops.conftest import encode, reopen
+from tests.imageops.conftest import encode, photo_pixels, reopen
 
 pytestmark = pytest.mark.anyio
 
@@ -215,3 +215,12 @@ async def test_declared_size_is_corrected_from_the_bytes(
 def test_invalid_options_are_rejected(options: dict[str, object]) -> None:
     with pytest.raises(pydantic.ValidationError):
         ResizeSettings.model_validate(options)
+
+
+async def test_gif_input_is_written_as_png(context: ProcessingContext) -> None:
+    source = encode(photo_pixels(64, 64).quantize(16), "GIF")
+
+    result = await resize_step(max_side=32).process(source, context)
+
+    decoded = reopen(result)
+    assert (decoded.format, decoded.size, decoded.mode) == ("PNG", (32, 32), "RGB")
