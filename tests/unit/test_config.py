@@ -311,6 +311,41 @@ def test_unknown_backend_type_is_an_error_listing_the_available_types(
     assert "placeholder" in message
 
 
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('[backends.sdxl]\ntype = "kserv"\n', "backends.sdxl.type"),
+        ('[storage]\nbackend = "ftp"\n', "storage.backend"),
+        ('[postprocess.frame]\ntype = "bordr"\n', "postprocess.frame.type"),
+        ('[generation]\npostprocess = ["bordr"]\n', "generation.postprocess"),
+    ],
+)
+def test_unknown_component_in_the_file_is_an_error_naming_key_and_file(
+    toml: str, key: str, tmp_path: Path, plugin_manager: PluginManager
+) -> None:
+    path = write_toml(tmp_path / "c.toml", toml)
+    settings = load_settings(path)
+
+    with pytest.raises(ConfigurationError) as caught:
+        ImageService.from_settings(settings, plugin_manager)
+
+    assert f"{key}: unknown" in str(caught.value)
+    assert f"[{path}]" in str(caught.value)
+
+
+def test_unknown_backend_type_from_env_names_the_env_var(
+    monkeypatch: pytest.MonkeyPatch, plugin_manager: PluginManager
+) -> None:
+    monkeypatch.setenv("MCP_IMAGEGEN_BACKENDS__SDXL__TYPE", "kserv")
+
+    with pytest.raises(ConfigurationError) as caught:
+        ImageService.from_settings(load_settings(), plugin_manager)
+
+    assert "[environment variable MCP_IMAGEGEN_BACKENDS__SDXL__TYPE]" in str(
+        caught.value
+    )
+
+
 def test_unknown_storage_type_is_an_error_naming_storage_backend(
     make_settings: Callable[..., Settings], plugin_manager: PluginManager
 ) -> None:
