@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from PIL import Image
 
 from mcp_imagegen import ImageRecord, new_image_id
@@ -140,3 +142,14 @@ def subprocess_env(tmp_path: Path) -> dict[str, str]:
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
         "LANG": "C.UTF-8",
     }
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Undo ``configure_logging`` (structlog and root logger) after the test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from pydantic import SecretStr
 
 from mcp_imagegen import (
@@ -220,17 +218,6 @@ def secretive_plugin_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(plugins_module.metadata, "entry_points", entry_points)
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """``main()`` configures structlog and the root logger; undo that afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 @pytest.mark.usefixtures(
     "isolated_env", "secretive_plugin_installed", "restore_logging"
 )
@@ -251,6 +238,27 @@ def test_config_redacts_a_backend_token_from_the_environment(
         "url": "http://127.0.0.1:9",
         "token": "**********",
     }
+
+
+def test_cli_flag_beats_environment_and_file(
+    subprocess_env: dict[str, str], work: Path
+) -> None:
+    (work / "mcp-imagegen.toml").write_text(
+        '[generation]\nbackend = "file"\nwidth = 768\n'
+        '[backends.file]\ntype = "placeholder"\n'
+        '[backends.env]\ntype = "placeholder"\n'
+        '[backends.flag]\ntype = "placeholder"\n'
+    )
+
+    result = run(
+        "--backend", "flag", "config", env=subprocess_env, cwd=work,
+        extra_env={"MCP_IMAGEGEN_GENERATION__BACKEND": "env"},
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    generation = json.loads(result.stdout)["generation"]
+    assert generation["backend"] == "flag"
+    assert generation["width"] == 768
 
 
 # -- bad configuration -------------------------------------------------------------
