@@ -151,9 +151,15 @@ def decode_base64(text: str) -> bytes:
             raise ValueError("the data URI is not base64-encoded")
         text = text[match.end() :]
     try:
-        raw = _WHITESPACE.sub(b"", text.encode("ascii"))
+        raw = text.encode("ascii")
     except UnicodeEncodeError:
         raise ValueError("the text holds non-ASCII characters") from None
+    try:
+        # Fast path, in C: canonical base64 (what nearly every predictor sends).
+        return binascii.a2b_base64(raw, strict_mode=True)
+    except binascii.Error:
+        pass
+    raw = _WHITESPACE.sub(b"", raw)
     if b"-" in raw or b"_" in raw:
         if b"+" in raw or b"/" in raw:
             raise ValueError("the text mixes the standard and URL-safe alphabets")

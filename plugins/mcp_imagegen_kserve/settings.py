@@ -78,8 +78,6 @@ class KServeSettings(ComponentSettings):
     # -- V2 ---------------------------------------------------------------------
     #: V2: ask for outputs in the binary tensor extension (smaller, faster).
     binary_data: bool = False
-    #: Name of the prompt: the V1 instance key, or the V2 BYTES input.
-    prompt_input: str = Field("prompt", min_length=1)
     #: V2: shape of the prompt input: ``[1]``, or ``[1, 1]`` for Triton models with
     #: ``max_batch_size`` 1. Extra inputs (see ``parameters_in``) use it too.
     prompt_shape: list[int] = Field(default_factory=lambda: [1])
@@ -91,6 +89,8 @@ class KServeSettings(ComponentSettings):
     parameters_in: Literal["parameters", "inputs"] = "parameters"
 
     # -- request fields ---------------------------------------------------------
+    #: Name of the prompt: the V1 instance key, or the V2 BYTES input.
+    prompt_input: str = Field("prompt", min_length=1)
     #: Wire names of the generation fields (``steps`` is sent as
     #: ``num_inference_steps`` by default). Map a field to ``""`` to never send it.
     field_names: dict[str, str] = Field(default_factory=dict)
