@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 import pydantic
 import structlog
+from pydantic import SecretStr
 
 from mcp_imagegen import (
     ConfigurationError,
@@ -88,6 +89,10 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y%m%dT%H%M%S") + f"{moment.microsecond // 1000:03d}"
 
 
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
+
+
 def _error_code(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
@@ -145,21 +150,9 @@ class S3Storage(ImageStorage):
             return
         import aioboto3
         from botocore.config import Config
+        from botocore.exceptions import BotoCoreError
 
         s = self.settings
-        session = aioboto3.Session(
-            aws_access_key_id=s.access_key_id.get_secret_value()
-            if s.access_key_id
-            else None,
-            aws_secret_access_key=(
-                s.secret_access_key.get_secret_value() if s.secret_access_key else None
-            ),
-            aws_session_token=s.session_token.get_secret_value()
-            if s.session_token
-            else None,
-            region_name=s.region or ("us-east-1" if s.endpoint_url else None),
-            profile_name=s.profile,
-        )
         config = Config(
             signature_version="s3v4",
             s3={"addressing_style": s.effective_addressing_style},
@@ -175,11 +168,25 @@ class S3Storage(ImageStorage):
         verify: bool | str = str(s.ca_bundle) if s.ca_bundle else s.verify_tls
         stack = AsyncExitStack()
         try:
-            self._client = await stack.enter_async_context(
-                session.client(
-                    "s3", endpoint_url=s.endpoint_url, config=config, verify=verify
+            try:
+                session = aioboto3.Session(
+                    aws_access_key_id=_reveal(s.access_key_id),
+                    aws_secret_access_key=_reveal(s.secret_access_key),
+                    aws_session_token=_reveal(s.session_token),
+                    region_name=s.region or ("us-east-1" if s.endpoint_url else None),
+                    profile_name=s.profile,
                 )
-            )
+                self._client = await stack.enter_async_context(
+                    session.client(
+                        "s3", endpoint_url=s.endpoint_url, config=config, verify=verify
+                    )
+                )
+            except BotoCoreError as exc:  # bad profile, region, CA bundle, ...
+                raise ConfigurationError(
+                    f"Cannot create the S3 client for bucket '{s.bucket}' at "
+                    f"{self._endpoint}: {type(exc).__name__}: {exc}. Check "
+                    "storage.s3.profile, region and ca_bundle."
+                ) from exc
             self._stack = stack
             self._endpoint = str(self._client.meta.endpoint_url)
             await self._check_bucket()
@@ -352,18 +359,30 @@ class S3Storage(ImageStorage):
             response = await self._s3.get_object(Bucket=self.settings.bucket, Key=key)
             # Read or close every body: an unread one holds its pooled connection.
             async with response["Body"] as body:
-                size = int(response.get("ContentLength") or 0)
-                if size > limit:
-                    raise StorageError(
-                        f"Object '{key}' in S3 bucket '{self.settings.bucket}' is "
-                        f"{size} bytes, more than the limit of {limit} "
-                        "(storage.s3.max_load_bytes)."
-                    )
-                data: bytes = await body.read()
-                return data
+                size = response.get("ContentLength")
+                if size is not None:
+                    if int(size) > limit:
+                        raise self._too_large(key, int(size), limit)
+                    data: bytes = await body.read()
+                    return data
+                # No length announced: count while reading.
+                chunks: list[bytes] = []
+                received = 0
+                async for chunk in body.iter_chunks():
+                    received += len(chunk)
+                    if received > limit:
+                        raise self._too_large(key, received, limit)
+                    chunks.append(chunk)
+                return b"".join(chunks)
 
         result: bytes = await self._call("read", key, get, image_id=image_id)
         return result
+
+    def _too_large(self, key: str, size: int, limit: int) -> StorageError:
+        return StorageError(
+            f"Object '{key}' in S3 bucket '{self.settings.bucket}' is {size} bytes "
+            f"or more, above the limit of {limit} (storage.s3.max_load_bytes)."
+        )
 
     async def _put(self, key: str, data: bytes, content_type: str) -> None:
         bucket = self.settings.bucket

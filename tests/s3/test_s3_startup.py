@@ -153,3 +153,16 @@ async def test_credentials_come_from_the_aws_chain_when_the_table_has_none(
         await storage.save(record, data)
 
         assert (await storage.load(record.id)).data == data
+
+
+@pytest.mark.usefixtures("no_aws_chain")
+async def test_unknown_profile_stops_start_up_naming_the_setting(
+    s3_settings: Build,
+) -> None:
+    settings = s3_settings(access_key_id=None, secret_access_key=None, profile="nope")
+
+    error = await start_error(settings)
+
+    assert isinstance(error, ConfigurationError)
+    assert "ProfileNotFound" in str(error)
+    assert "storage.s3.profile" in str(error)
