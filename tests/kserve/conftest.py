@@ -8,13 +8,11 @@ use, polled until its models are ready and stopped at the end of the session.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,32 +21,11 @@ import pytest
 
 from mcp_imagegen_kserve.backend import KServeBackend
 from mcp_imagegen_kserve.settings import KServeSettings
-from tests.kserve.support import FAST_RETRIES
+from tests.kserve.support import FAST_RETRIES, KServeServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 #: How long the server may take to load its models (it takes 2-4 s here).
 STARTUP_TIMEOUT = 60.0
-
-
-@dataclass(frozen=True)
-class KServeServer:
-    """A running test model server."""
-
-    url: str
-    port: int
-    log_path: Path
-    process: subprocess.Popen[bytes] = field(repr=False)
-
-    def log_tail(self, lines: int = 40) -> str:
-        """Return the end of the server's log, for failure messages."""
-        text = self.log_path.read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -67,7 +44,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="session")
 def kserve_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServeServer]:
     """Start the test predictor and wait until its models answer ready."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("kserve") / "predictor.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as log:

@@ -46,11 +46,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests.kserve.rendering import render_array, render_png
+from tests.kserve.support import ROUTE_PREFIX, TEST_TOKEN
 
-#: Path prefix an "ingress" in front of the server strips (path-based routing).
-ROUTE_PREFIX = "/serving/test-ns/sd"
-#: Token the ``secure`` model accepts.
-TEST_TOKEN = "test-token-7f3a9c"
 HEADERS_ECHOED = ("host", "authorization")
 
 

@@ -17,9 +17,8 @@ from mcp import Client
 
 from mcp_imagegen.app import create_server
 from mcp_imagegen.config import Settings, settings_from_dict
-from tests.kserve.conftest import KServeServer
 from tests.kserve.rendering import corner_color, image_size, seed_color
-from tests.kserve.support import FAST_RETRIES
+from tests.kserve.support import FAST_RETRIES, KServeServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.kserve]
 

@@ -23,10 +23,14 @@ from mcp_imagegen import (
     GenerationRequest,
     ignore_progress,
 )
-from tests.kserve.conftest import KServeServer, _free_port
-from tests.kserve.predictor import ROUTE_PREFIX, TEST_TOKEN
 from tests.kserve.rendering import corner_color, received_by_predictor, seed_color
-from tests.kserve.support import ProgressLog
+from tests.kserve.support import (
+    ROUTE_PREFIX,
+    TEST_TOKEN,
+    KServeServer,
+    ProgressLog,
+    free_port,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.kserve]
 
@@ -178,7 +182,7 @@ async def test_https_to_a_plain_http_server_is_a_tls_error(
 async def test_a_closed_port_is_unavailable_after_the_retries(
     backend_factory: Factory,
 ) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     async with backend_factory("sd-v1", url=url, max_retries=1) as backend:
         with pytest.raises(BackendUnavailableError, match="cannot connect") as caught:
             await backend.generate(request(), ignore_progress)
