@@ -494,7 +494,11 @@ FAILING_CALLS = [
     ("generate_image", {**SMALL, "num_images": 5}, "num_images 5 is out of range"),
     ("generate_image", {**SMALL, "backend": "sdxl"}, "Unknown backend 'sdxl'"),
     ("generate_image", {**SMALL, "output_format": "bmp"}, "Unknown output_format"),
-    ("generate_image", {**SMALL, "postprocess": ["blur"]}, "unknown post-processing"),
+    (
+        "generate_image",
+        {**SMALL, "postprocess": ["no_such_step"]},
+        "unknown post-processing",
+    ),
     ("generate_image", {"width": 64}, "prompt"),
     ("generate_image", {**SMALL, "width": "wide"}, "width"),
     ("list_images", {"limit": 0}, "limit 0 is out of range"),

@@ -43,7 +43,7 @@ class StampSettings(ComponentSettings):
 class StampStep(PostProcessor):
     """Appends its label to ``parameters["trail"]``: shows which steps ran, in order."""
 
-    name = "stamp"
+    name = "test_stamp"
     Settings = StampSettings
     settings: StampSettings
 
@@ -57,7 +57,7 @@ class StampStep(PostProcessor):
 
 
 class CrashingStep(PostProcessor):
-    name = "crash"
+    name = "test_crash"
 
     async def process(
         self, image: GeneratedImage, context: ProcessingContext
@@ -290,8 +290,8 @@ async def test_post_processing_chain_runs_in_the_configured_order(
     service = build(
         {
             "postprocess": {
-                "first": {"type": "stamp", "label": "A"},
-                "second": {"type": "stamp", "label": "B"},
+                "first": {"type": "test_stamp", "label": "A"},
+                "second": {"type": "test_stamp", "label": "B"},
             },
             "generation": {"postprocess": ["second", "first", "second"]},
         }
@@ -308,13 +308,13 @@ async def test_request_chain_replaces_the_configured_chain(
 ) -> None:
     service = build(
         {
-            "postprocess": {"first": {"type": "stamp", "label": "A"}},
+            "postprocess": {"first": {"type": "test_stamp", "label": "A"}},
             "generation": {"postprocess": ["first"]},
         }
     )
     async with service:
         [plain] = await service.generate(small(), postprocess=[])
-        [custom] = await service.generate(small(), postprocess=["stamp", "first"])
+        [custom] = await service.generate(small(), postprocess=["test_stamp", "first"])
 
     assert "trail" not in plain.parameters
     assert custom.parameters["trail"] == "xA"
@@ -325,16 +325,18 @@ async def test_unknown_step_in_a_request_is_a_validation_error(
 ) -> None:
     async with build() as service:
         with pytest.raises(
-            ValidationError, match="unknown post-processing step 'blur'"
+            ValidationError, match="unknown post-processing step 'no_such_step'"
         ):
-            await service.generate(small(), postprocess=["blur"])
+            await service.generate(small(), postprocess=["no_such_step"])
 
 
 def test_unknown_step_in_the_configured_chain_is_a_configuration_error(
     build: Callable[..., ImageService],
 ) -> None:
-    with pytest.raises(ConfigurationError, match=r"generation\.postprocess: .*'blur'"):
-        build({"generation": {"postprocess": ["blur"]}})
+    with pytest.raises(
+        ConfigurationError, match=r"generation\.postprocess: .*'no_such_step'"
+    ):
+        build({"generation": {"postprocess": ["no_such_step"]}})
 
 
 async def test_crashing_step_is_a_post_processing_error_and_stores_nothing(
@@ -342,10 +344,10 @@ async def test_crashing_step_is_a_post_processing_error_and_stores_nothing(
 ) -> None:
     async with build() as service:
         with pytest.raises(PostProcessingError) as caught:
-            await service.generate(small(), postprocess=["crash"])
+            await service.generate(small(), postprocess=["test_crash"])
         listed = await service.list_images()
 
-    assert "'crash' failed: ZeroDivisionError: step bug" in str(caught.value)
+    assert "'test_crash' failed: ZeroDivisionError: step bug" in str(caught.value)
     assert listed.items == []
 
 
@@ -378,7 +380,9 @@ async def test_transform_stores_a_new_image_and_keeps_the_source(
     async with build() as service:
         [source] = await service.generate(small())
         before = await service.load(source.id)
-        derived = await service.transform(source.id, ["stamp"], output_format="jpeg")
+        derived = await service.transform(
+            source.id, ["test_stamp"], output_format="jpeg"
+        )
         after = await service.load(source.id)
 
     assert derived.id != source.id
