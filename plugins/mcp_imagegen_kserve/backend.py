@@ -205,26 +205,16 @@ class KServeBackend(InferenceBackend):
         status = response.status_code
         text = _error_text(response.content, response.headers.get("content-type"))
         model = self.settings.model
-        if status == 200:
-            ready = True
-            if self.settings.protocol == "v1":
-                try:
-                    ready = json.loads(response.content).get("ready", True) is not False
-                except (ValueError, AttributeError):
-                    ready = True
-            if ready:
-                return Health(
-                    status="ok",
-                    detail=f"model '{model}' is ready ({self.ready_url})",
-                    latency_ms=latency,
-                )
-        if (
-            status == 200
-            or status in RETRYABLE_STATUSES
-            or (
-                status == 400 and self.settings.protocol == "v2"  # Triton's "not ready"
+        if status == 200 and (self.settings.protocol == "v2" or _v1_ready(response)):
+            return Health(
+                status="ok",
+                detail=f"model '{model}' is ready ({self.ready_url})",
+                latency_ms=latency,
             )
-        ):
+        # Reachable but not ready: 200 with "ready": false (V1), 503 while loading,
+        # gateways during scale-from-zero, and Triton's 400 for an unready model.
+        triton_not_ready = status == 400 and self.settings.protocol == "v2"
+        if status == 200 or status in RETRYABLE_STATUSES or triton_not_ready:
             return Health(
                 status="degraded",
                 detail=f"model '{model}' is not ready ({status}"
@@ -273,7 +263,7 @@ class KServeBackend(InferenceBackend):
             0,
             f"asking model '{model}' for {request.num_images} image(s)",
         )
-        failures: list[BaseException] = []
+        failures: list[BackendError] = []
         images: list[GeneratedImage] = []
         async with anyio.create_task_group() as group:
             group.start_soon(tracker.heartbeat)
@@ -789,6 +779,15 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+
+def _v1_ready(response: httpx.Response) -> bool:
+    """Read ``{"ready": ...}`` of a V1 model-ready answer (absent means ready)."""
+    try:
+        doc = json.loads(response.content)
+    except ValueError:
+        return True
+    return not (isinstance(doc, dict) and doc.get("ready") is False)
 
 
 def _describe_http_error(exc: httpx.HTTPError) -> str:
