@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
+import anyio.lowlevel
 import pytest
 from PIL import Image
 from structlog.testing import capture_logs
@@ -50,11 +51,10 @@ class _TwinPlugin:
         register(_TwinBackend)
 
 
-class _RecordingListener:
-    """An ``image_stored`` listener: sync or async, succeeding or failing."""
+class _SyncListener:
+    """An ``image_stored`` listener with a plain function, optionally failing."""
 
-    def __init__(self, *, mode: str = "sync", fail: bool = False) -> None:
-        self.mode = mode
+    def __init__(self, *, fail: bool = False) -> None:
         self.fail = fail
         self.seen: list[str] = []
 
@@ -64,15 +64,20 @@ class _RecordingListener:
             raise RuntimeError("listener exploded")
 
     @hookimpl
-    def image_stored(self, record: ImageRecord) -> Any:
-        if self.mode == "sync":
-            self._handle(record)
-            return None
+    def image_stored(self, record: ImageRecord) -> None:
+        self._handle(record)
 
-        async def later() -> None:
-            self._handle(record)
 
-        return later()
+class _AsyncListener(_SyncListener):
+    """The same listener as an ``async def`` (its coroutine is awaited)."""
+
+    @hookimpl
+    async def image_stored(self, record: ImageRecord) -> None:  # type: ignore[override]
+        await anyio.lowlevel.checkpoint()
+        self._handle(record)
+
+
+LISTENERS = {"sync": _SyncListener, "async": _AsyncListener}
 
 
 # -- discovery -------------------------------------------------------------------
@@ -353,7 +358,7 @@ async def test_image_stored_listener_is_called_once_per_stored_image(
     make_settings: Callable[..., Settings],
     plugin_manager: PluginManager,
 ) -> None:
-    listener = _RecordingListener(mode=mode)
+    listener = LISTENERS[mode]()
     plugin_manager.register(listener, name="listener")
 
     async with ImageService.from_settings(make_settings(), plugin_manager) as service:
@@ -370,8 +375,8 @@ async def test_failing_image_stored_listener_does_not_fail_the_request(
     make_settings: Callable[..., Settings],
     plugin_manager: PluginManager,
 ) -> None:
-    failing = _RecordingListener(mode=mode, fail=True)
-    healthy = _RecordingListener()
+    failing = LISTENERS[mode](fail=True)
+    healthy = _SyncListener()
     plugin_manager.register(failing, name="failing-listener")
     plugin_manager.register(healthy, name="healthy-listener")
 
