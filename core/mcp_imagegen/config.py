@@ -76,8 +76,9 @@ class GenerationSettings(_Section):
     #: Re-encode every image to this format ("png", "jpeg", "webp"); unset keeps
     #: what the backend (or the post-processing chain) produced.
     output_format: Literal["png", "jpeg", "webp"] | None = None
-    #: Post-processing steps applied to every image, by step name.
-    postprocess: list[str] = Field(default_factory=list)
+    #: Post-processing steps applied to every image, by step name. The default
+    #: embeds the generation recipe (the built-in imageops plugin's ``metadata``).
+    postprocess: list[str] = Field(default_factory=lambda: ["metadata"])
 
 
 def _default_image_dir() -> Path:

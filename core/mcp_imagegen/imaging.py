@@ -123,13 +123,18 @@ def convert_format(
 ) -> GeneratedImage:
     """Return ``image`` re-encoded as ``output_format`` ("png", "jpeg", "webp").
 
-    Returns the input unchanged when it already has that format.
+    Returns the input unchanged when it already has that format. EXIF, XMP and the
+    ICC profile are carried over; PNG text chunks are not (other formats have none).
     """
     mime = OUTPUT_FORMATS[output_format]
     if image.mime_type == mime:
         return image
     decoded = open_image(image.data)
     options: dict[str, Any] = {} if mime == "image/png" else {"quality": quality}
+    # Keep embedded metadata (e.g. a generation recipe) and the colour profile.
+    for key in ("exif", "xmp", "icc_profile"):
+        if decoded.info.get(key):
+            options[key] = decoded.info[key]
     data = encode_image(decoded, mime, **options)
     return image.model_copy(update={"data": data, "mime_type": mime})
 

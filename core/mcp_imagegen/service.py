@@ -438,32 +438,32 @@ class ImageService:
             duration_ms=round(generate_ms, 1),
         )
 
-        async def finish(image: GeneratedImage) -> tuple[GeneratedImage, float]:
-            context = ProcessingContext(
+        def context_for(image: GeneratedImage) -> ProcessingContext:
+            return ProcessingContext(
                 request=request,
                 backend=backend_name,
                 seed=image.seed,
                 model=image.model,
                 output_format=fmt,
             )
-            begun = time.perf_counter()
-            result = await self._run_chain(image, chain, context)
-            return result, (time.perf_counter() - begun) * 1000
 
-        processed = await _gather([finish(image) for image in images])
+        finished = await _gather(
+            [self._finish(image, chain, context_for(image)) for image in images]
+        )
         records = [
             self._record(
                 image,
                 request,
                 backend=backend_name,
                 chain=chain,
+                sha256=digest,
                 durations=Durations(
                     generate_ms=generate_ms / len(images), postprocess_ms=ms
                 ),
             )
-            for image, ms in processed
+            for image, digest, ms in finished
         ]
-        await self._save_all(records, [image.data for image, _ in processed])
+        await self._save_all(records, [image.data for image, _, _ in finished])
         return records
 
     async def transform(
@@ -502,6 +502,12 @@ class ImageService:
             height=old.height,
             seed=old.seed,
             model=old.model,
+            # Backend facts (e.g. the sampler) for steps that embed the recipe.
+            parameters={
+                k: v
+                for k, v in old.parameters.items()
+                if isinstance(v, str | int | float | bool)
+            },
         )
         context = ProcessingContext(
             request=request,
@@ -511,35 +517,33 @@ class ImageService:
             output_format=fmt,
             source_image_id=old.id,
         )
-        begun = time.perf_counter()
-        result = await self._run_chain(image, chain, context)
+        result, digest, postprocess_ms = await self._finish(image, chain, context)
         record = self._record(
             result,
             request,
             backend=old.backend,
             chain=chain,
-            durations=Durations(postprocess_ms=(time.perf_counter() - begun) * 1000),
+            sha256=digest,
+            durations=Durations(postprocess_ms=postprocess_ms),
             source_image_id=old.id,
             parameters=old.parameters,
         )
         await self._save_all([record], [result.data])
         return record
 
-    async def _run_chain(
+    async def _finish(
         self,
         image: GeneratedImage,
         chain: Sequence[PostProcessor],
         context: ProcessingContext,
-    ) -> GeneratedImage:
-        if context.output_format is not None:
-            try:
-                image = await anyio.to_thread.run_sync(
-                    convert_format, image, context.output_format
-                )
-            except ImageDecodeError as exc:
-                raise PostProcessingError(
-                    f"The backend's image cannot be decoded: {exc}"
-                ) from None
+    ) -> tuple[GeneratedImage, str, float]:
+        """Run the chain, then convert to the requested format if still needed.
+
+        Returns the final image, its sha256 and the milliseconds it took. Converting
+        last means a chain's own ``convert`` step (which honours the request's
+        format, with its own quality) normally makes the final conversion a no-op.
+        """
+        begun = time.perf_counter()
         for step in chain:
             try:
                 image = await step.process(image, context)
@@ -551,7 +555,18 @@ class ImageService:
                     f"Post-processing step '{step.instance_name}' failed: "
                     f"{type(exc).__name__}: {exc}"
                 ) from None
-        return image
+        if context.output_format is not None:
+            try:
+                image = await anyio.to_thread.run_sync(
+                    convert_format, image, context.output_format
+                )
+            except ImageDecodeError as exc:
+                raise PostProcessingError(
+                    f"The image cannot be converted to {context.output_format}: {exc}"
+                ) from None
+        # Hashing a multi-megabyte image takes milliseconds: keep it off the loop.
+        digest = await anyio.to_thread.run_sync(_sha256, image.data)
+        return image, digest, (time.perf_counter() - begun) * 1000
 
     def _record(
         self,
@@ -560,6 +575,7 @@ class ImageService:
         *,
         backend: str,
         chain: Sequence[PostProcessor],
+        sha256: str,
         durations: Durations,
         source_image_id: str | None = None,
         parameters: dict[str, Any] | None = None,
@@ -580,7 +596,7 @@ class ImageService:
             source_image_id=source_image_id,
             mime_type=image.mime_type,
             byte_size=len(image.data),
-            sha256=hashlib.sha256(image.data).hexdigest(),
+            sha256=sha256,
             durations=durations,
         )
 
@@ -699,6 +715,10 @@ class ImageService:
                 self.backends.items(), healths, strict=True
             )
         ]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class _Slot:
