@@ -165,3 +165,27 @@ async def test_transform_of_a_missing_image_is_a_clear_tool_error(
     )
 
     assert f"No image with id '{missing}'" in error_text(result)
+
+
+async def test_output_format_conversion_after_the_chain_keeps_the_embedded_recipe(
+    client: mcp.Client,
+) -> None:
+    original = only_image(
+        await client.call_tool("generate_image", {"prompt": "a heron", "seed": 11})
+    )
+
+    derived = only_image(
+        await client.call_tool(
+            "transform_image",
+            {
+                "image_id": original["id"],
+                "postprocess": ["thumb"],
+                "output_format": "webp",
+            },
+        )
+    )
+
+    decoded = Image.open(io.BytesIO(await read_image(client, derived["id"])))
+    assert decoded.format == "WEBP"
+    comment = decoded.getexif().get_ifd(0x8769)[0x9286]
+    assert comment[8:].decode("utf-16-be").startswith("a heron\nSteps: ")
