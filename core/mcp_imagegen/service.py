@@ -261,6 +261,11 @@ class ImageService:
         except MCPImageError as exc:
             log.warning("retention_failed", error=str(exc))
             return 0
+        except Exception as exc:
+            # Runs in the service's background task group: an unexpected error
+            # escaping here would cancel the group's host and stop the server.
+            log.exception("retention_failed", error=f"{type(exc).__name__}: {exc}")
+            return 0
         if deleted:
             log.info("images_expired", count=deleted, cutoff=cutoff.isoformat())
         return deleted
