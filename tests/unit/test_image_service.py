@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import pytest
 from PIL import Image
+from structlog.testing import capture_logs
 
 from mcp_imagegen import (
     BusyError,
@@ -519,6 +520,48 @@ async def test_retention_task_deletes_expired_images_and_stops_at_shutdown(
     assert remaining.id == fresh.id
     with pytest.raises(ImageNotFoundError):
         await FileStorage(FileStorageSettings(directory=image_dir)).load(old_id)
+
+
+class _ExplodingRetentionStorage(FileStorage):
+    """File storage whose expiry sweep fails with an unexpected error type."""
+
+    name = "exploding_retention"
+
+    async def delete_expired(self, older_than: datetime) -> int:
+        self.sweeps = getattr(self, "sweeps", 0) + 1
+        raise RuntimeError("sweep exploded")
+
+
+async def test_unexpected_retention_failure_is_logged_and_the_service_keeps_serving(
+    make_settings: Callable[..., Settings], plugins: PluginManager, image_dir: Path
+) -> None:
+    class Plugin:
+        @hookimpl
+        def register_storages(self, register: Callable[[type[Any]], None]) -> None:
+            register(_ExplodingRetentionStorage)
+
+    plugins.register(Plugin(), name="exploding")
+    settings = make_settings(
+        {
+            "storage": {
+                "backend": "exploding_retention",
+                "max_age": "P1D",
+                "exploding_retention": {"directory": str(image_dir)},
+            }
+        }
+    )
+    service = ImageService.from_settings(settings, plugins)
+    assert isinstance(service.storage, _ExplodingRetentionStorage)
+
+    with capture_logs() as logs, anyio.fail_after(30):
+        async with service:
+            while not getattr(service.storage, "sweeps", 0):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+            [record] = await service.generate(small())
+
+    assert record.id
+    [failure] = [e for e in logs if e["event"] == "retention_failed"]
+    assert "sweep exploded" in failure["error"]
 
 
 async def test_delete_expired_is_a_no_op_without_max_age(
