@@ -11,6 +11,7 @@ the service is built (:func:`validate_component_table`).
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
@@ -30,6 +31,8 @@ from mcp_imagegen.errors import ConfigurationError
 from mcp_imagegen.interfaces import ComponentSettings
 
 ENV_PREFIX = "MCP_IMAGEGEN_"
+# Credentials in URLs (https://user:pass@host) must never be echoed in errors.
+_USERINFO = re.compile(r"://[^/@\s'\"]+@")
 CONFIG_ENV_VAR = "MCP_IMAGEGEN_CONFIG"
 
 
@@ -292,7 +295,7 @@ def format_validation_error(
         shown = ""
         if error["type"] != "missing" and isinstance(value, str | int | float | bool):
             if "secret" not in key and "token" not in key and "key" not in key:
-                shown = f" (got {value!r})"
+                shown = f" (got {_USERINFO.sub('://', repr(value))})"
         lines.append(f"{key}: {problem}{shown} [{source_of(key)}]")
     return "Invalid configuration: " + "; ".join(lines)
 
