@@ -128,7 +128,8 @@ async def test_delay_ms_sleeps_at_least_that_long_per_step() -> None:
 
     await make_backend(delay_ms=30).generate(request(steps=3), ignore_progress)
 
-    assert anyio.current_time() - started >= 0.09
+    # A little slack: the event loop may fire timers a clock tick early.
+    assert anyio.current_time() - started >= 0.085
 
 
 async def test_cancelling_during_delay_stops_the_generation() -> None:
