@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,6 +33,10 @@ _STOP_GRACE = 3.0
 # weed derives the gRPC port of its admin server from the HTTP port (+10000),
 # whatever -admin.port.grpc says, so both must be free.
 _ADMIN_GRPC_OFFSET = 10_000
+
+
+class PortTakenError(RuntimeError):
+    """weed could not bind one of its ports."""
 
 
 def weed_binary() -> str:
@@ -91,19 +96,39 @@ class SeaweedServer:
     def __init__(self, directory: Path, *, buckets: tuple[str, ...] = ()) -> None:
         self.directory = directory
         self.buckets = buckets
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = directory / "weed.log"
+        self._has_run = False
+        self._pick_ports()
+
+    def _pick_ports(self) -> None:
         names = ["s3", "s3_grpc", "master", "master_grpc", "volume", "volume_grpc"]
         names += ["filer", "filer_grpc"]
         self.ports = dict(zip(names, _free_ports(len(names)), strict=True))
         self.ports["admin"] = _admin_port()
         self.ports["admin_grpc"] = self.ports["admin"] + _ADMIN_GRPC_OFFSET
         self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = directory / "weed.log"
 
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the server and wait until an object round trip works."""
+        """Start the server and wait until an object round trip works.
+
+        The first start retries on new ports if another process took one of the
+        chosen ports meanwhile; a restart keeps its ports, as a real server would.
+        """
+        for attempt in range(3):
+            try:
+                self._start_once()
+            except PortTakenError:
+                if self._has_run or attempt == 2:
+                    raise
+                self._pick_ports()
+                continue
+            self._has_run = True
+            return
+
+    def _start_once(self) -> None:
         if self.process is not None:
             return
         data = self.directory / "data"
@@ -162,7 +187,13 @@ class SeaweedServer:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(
+                tail = self.log_tail(20)
+                error = (
+                    PortTakenError
+                    if re.search(r"address already in use|is not available", tail)
+                    else RuntimeError
+                )
+                raise error(
                     f"weed exited with code {self.process.returncode}:\n"
                     + self.log_tail()
                 )
