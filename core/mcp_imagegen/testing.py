@@ -105,7 +105,8 @@ def make_record(
     created_at = created_at or datetime.now(UTC)
     image_id = image_id or new_image_id(created_at)
     if data is None:
-        data = make_image_bytes(mime_type, seed=hash(image_id) & 0xFFFF)
+        seed = int(hashlib.sha256(image_id.encode()).hexdigest()[:8], 16)
+        data = make_image_bytes(mime_type, seed=seed)
     values: dict[str, Any] = {
         "id": image_id,
         "prompt": f"a test image {image_id}",
