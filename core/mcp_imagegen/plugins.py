@@ -165,9 +165,8 @@ class PluginManager:
             # Call each implementation on its own so every registration is
             # attributed to the plugin that made it (needed for duplicate errors).
             for impl in reversed(caller.get_hookimpls()):
-                impl.function(
-                    register=self._registrar(registry[kind], kind, impl.plugin_name)
-                )
+                register = self._registrar(registry[kind], kind, impl.plugin_name)
+                impl.function(**_accepted(impl, register=register))
         self._registry = registry
         return registry
 
@@ -250,7 +249,7 @@ class PluginManager:
         """Announce a stored image; awaits awaitable results, logs failures."""
         for impl in self._pm.hook.image_stored.get_hookimpls():
             try:
-                result = impl.function(record=record)
+                result = impl.function(**_accepted(impl, record=record))
                 if inspect.isawaitable(result):
                     await result
             except Exception as exc:  # a listener must never fail the request
@@ -289,6 +288,15 @@ class PluginManager:
                 )
             )
         return sorted(infos, key=lambda info: info.name)
+
+
+def _accepted(impl: pluggy.HookImpl, **arguments: Any) -> dict[str, Any]:
+    """Return the subset of ``arguments`` that ``impl`` declares.
+
+    pluggy lets an implementation take fewer arguments than its spec offers, so
+    calling one directly must pass only those.
+    """
+    return {name: value for name, value in arguments.items() if name in impl.argnames}
 
 
 def load_plugins(disabled: Iterable[str] = ()) -> PluginManager:
