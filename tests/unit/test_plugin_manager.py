@@ -397,6 +397,24 @@ async def test_failing_image_stored_listener_does_not_fail_the_request(
     assert "listener exploded" in warning["error"]
 
 
+async def test_image_stored_listener_may_take_no_arguments_like_any_pluggy_hook(
+    make_settings: Callable[..., Settings], plugin_manager: PluginManager
+) -> None:
+    calls: list[str] = []
+
+    class CacheBuster:
+        @hookimpl
+        def image_stored(self) -> None:
+            calls.append("called")
+
+    plugin_manager.register(CacheBuster(), name="cache-buster")
+
+    async with ImageService.from_settings(make_settings(), plugin_manager) as service:
+        await service.generate(GenerationRequest(prompt="a cat", width=64, height=64))
+
+    assert calls == ["called"]
+
+
 class _ToolPlugin:
     registered_with: ClassVar[list[Any]] = []
 
