@@ -24,7 +24,10 @@ from mcp.server.mcpserver.exceptions import (
     ResourceNotFoundError,
     ToolError,
 )
+from mcp.shared.exceptions import MCPError
 from mcp.types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
     CallToolResult,
     ContentBlock,
     ImageContent,
@@ -41,6 +44,7 @@ from mcp_imagegen.errors import (
     ImageNotFoundError,
     InvalidImageIdError,
     MCPImageError,
+    ValidationError,
 )
 from mcp_imagegen.imaging import make_preview
 from mcp_imagegen.models import GenerationRequest, ImageRecord
@@ -123,7 +127,13 @@ class ImageGenServer(MCPServer[ImageService]):
         try:
             page = await self.service.list_images(RESOURCES_PAGE_SIZE, cursor)
         except MCPImageError as exc:
-            raise ResourceError(str(exc)) from None
+            # Unlike resources/read, the SDK maps no exception of a list handler
+            # to its message ("Internal server error"), so raise the JSON-RPC
+            # error ourselves: a bad cursor is the caller's mistake.
+            code = (
+                INVALID_PARAMS if isinstance(exc, ValidationError) else INTERNAL_ERROR
+            )
+            raise MCPError(code=code, message=str(exc)) from None
         resources = [
             Resource(
                 uri=f"image://{record.id}",
