@@ -456,6 +456,15 @@ async def test_resources_list_is_paginated_over_stored_images(
     assert {r.mime_type for r in first.resources} == {"image/png"}
 
 
+async def test_resources_list_with_an_invalid_cursor_is_an_error(
+    connect: Callable[..., mcp.Client],
+) -> None:
+    async with connect() as client:
+        with pytest.raises(MCPError, match="Invalid cursor"):
+            await client.list_resources(cursor="garbage", cache_mode="bypass")
+        await generate(client)
+
+
 async def test_unknown_image_resource_is_an_error(
     connect: Callable[..., mcp.Client],
 ) -> None:
@@ -528,6 +537,35 @@ async def test_bad_tool_call_is_an_error_result_and_the_next_call_succeeds(
     assert message in error_text(failed)
     [image_id] = ids_of(after)
     assert image_files(image_dir) == [f"{image_id}.json", f"{image_id}.png"]
+
+
+async def test_busy_server_answers_with_an_error_result_and_recovers(
+    connect: Callable[..., mcp.Client],
+) -> None:
+    settings = {
+        "server": {"max_concurrent_generations": 1, "max_queued_generations": 0},
+        "backends": {
+            "placeholder": {"delay_ms": 60_000},
+            "quick": {"type": "placeholder"},
+        },
+    }
+
+    async def slow_call(client: mcp.Client) -> None:
+        await client.call_tool("generate_image", {**SMALL, "steps": 1})
+
+    with anyio.fail_after(30):  # safety net only
+        async with connect(settings) as client:
+            async with anyio.create_task_group() as group:
+                group.start_soon(slow_call, client)
+                await anyio.wait_all_tasks_blocked()
+                busy = await client.call_tool(
+                    "generate_image", {**SMALL, "backend": "quick"}
+                )
+                group.cancel_scope.cancel()
+            after = await generate(client, backend="quick")
+
+    assert "The server is busy" in error_text(busy)
+    assert len(ids_of(after)) == 1
 
 
 @pytest.mark.parametrize("bad_id", BAD_IMAGE_IDS)
