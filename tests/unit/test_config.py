@@ -282,6 +282,18 @@ def test_env_var_of_wrong_type_is_an_error_naming_the_env_var(
     assert "'many'" in message
 
 
+def test_misspelt_env_var_inside_a_table_is_an_error_naming_the_env_var(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MCP_IMAGEGEN_SERVER__NMAE", "x")
+
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+
+    assert "server.nmae: unknown setting" in str(caught.value)
+    assert "environment variable MCP_IMAGEGEN_SERVER__NMAE" in str(caught.value)
+
+
 def test_component_setting_of_wrong_type_from_env_names_the_env_var(
     monkeypatch: pytest.MonkeyPatch, plugin_manager: PluginManager
 ) -> None:
