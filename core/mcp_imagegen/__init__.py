@@ -23,7 +23,12 @@ from mcp_imagegen.errors import (
     ValidationError,
 )
 from mcp_imagegen.hookspecs import hookimpl
-from mcp_imagegen.ids import IMAGE_ID_PATTERN, new_image_id, validate_image_id
+from mcp_imagegen.ids import (
+    IMAGE_ID_PATTERN,
+    image_id_time,
+    new_image_id,
+    validate_image_id,
+)
 from mcp_imagegen.interfaces import (
     Component,
     ComponentSettings,
@@ -84,6 +89,7 @@ __all__ = [
     "__version__",
     "hookimpl",
     "ignore_progress",
+    "image_id_time",
     "new_image_id",
     "validate_image_id",
 ]

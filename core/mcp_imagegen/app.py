@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import structlog
+
 from mcp_imagegen.config import Settings
+from mcp_imagegen.logs import configure_logging
 from mcp_imagegen.plugins import PluginManager, load_plugins
 from mcp_imagegen.server import ImageGenServer, build_mcp_server
 from mcp_imagegen.service import ImageService
@@ -19,6 +22,9 @@ def create_server(
     Raises:
         ConfigurationError: for any invalid setting or unknown component.
     """
+    if not structlog.is_configured():
+        # structlog's default writes to stdout, which is the stdio protocol.
+        configure_logging(settings.logging)
     if plugins is None:
         plugins = load_plugins(settings.plugins.disabled)
     service = ImageService.from_settings(settings, plugins)

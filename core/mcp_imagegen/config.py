@@ -84,11 +84,6 @@ class GenerationSettings(_Section):
     postprocess: list[str] = Field(default_factory=lambda: ["metadata"])
 
 
-def _default_image_dir() -> Path:
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local/share")
-    return Path(data_home).expanduser().absolute() / "mcp-imagegen" / "images"
-
-
 class StorageSettings(BaseModel):
     """``[storage]``: which storage to use and how long to keep images.
 
@@ -231,6 +226,7 @@ def load_settings(
         ConfigurationError: with one message naming the key, the problem and the
             file or environment variable it came from.
     """
+    _check_env_names()
     path = find_config_file(config_file) if (config_file or search) else None
     cls: type[Settings] = Settings
     if path is not None:
@@ -253,6 +249,29 @@ def load_settings(
         ) from None
     settings._config_file = path
     return settings
+
+
+def _check_env_names() -> None:
+    """Refuse ``MCP_IMAGEGEN_*`` variables that would be silently ignored.
+
+    pydantic-settings ignores variables naming no top-level section, so a typo such
+    as ``MCP_IMAGEGEN_SERVER_PREVIEW_MAX_SIDE`` (one underscore) would do nothing.
+    """
+    known = set(Settings.model_fields) | {"config", "disable_plugins"}
+    for name in os.environ:
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        if rest.split("__", 1)[0] in known:
+            continue
+        hint = ""
+        for section in Settings.model_fields:
+            if rest.startswith(section + "_"):
+                suggestion = ENV_PREFIX + f"{section}__{rest[len(section) + 1 :]}"
+                hint = f" Did you mean {suggestion.upper()}? Use '__' between levels."
+        raise ConfigurationError(
+            f"Unknown environment variable {name}: it names no setting.{hint}"
+        )
 
 
 def settings_from_dict(data: Mapping[str, Any]) -> Settings:

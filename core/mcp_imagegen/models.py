@@ -115,7 +115,12 @@ class Health(BaseModel):
 
 
 class Durations(BaseModel):
-    """How long each stage of making an image took, in milliseconds."""
+    """How long each stage of making an image took, in milliseconds.
+
+    ``save_ms`` is known only once the image is saved: it is set on the records
+    ``ImageService`` returns and logs (``image_generated``), and is 0 in the copy
+    kept by storage.
+    """
 
     generate_ms: float = 0.0
     postprocess_ms: float = 0.0

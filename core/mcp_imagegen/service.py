@@ -28,6 +28,7 @@ from mcp_imagegen.config import (
     validate_component_table,
 )
 from mcp_imagegen.errors import (
+    BadBackendResponseError,
     BusyError,
     ConfigurationError,
     MCPImageError,
@@ -434,8 +435,11 @@ class ImageService:
             started = time.perf_counter()
             images = await engine.generate(request, progress)
             generate_ms = (time.perf_counter() - started) * 1000
-        if not images:
-            raise StorageError(f"Backend '{backend_name}' returned no images.")
+        if len(images) != request.num_images:
+            raise BadBackendResponseError(
+                f"Backend '{backend_name}' returned {len(images)} images for a "
+                f"request of {request.num_images}."
+            )
         log.debug(
             "backend_finished",
             backend=backend_name,

@@ -392,6 +392,15 @@ class StorageContract:
         with pytest.raises(ValidationError):
             await storage.list(limit=5, cursor=cursor)
 
+    @pytest.mark.parametrize("limit", [0, -1])
+    async def test_list_rejects_a_limit_below_one(
+        self, storage: ImageStorage, limit: int
+    ) -> None:
+        await storage.save(*make_record())
+
+        with pytest.raises(ValidationError):
+            await storage.list(limit=limit)
+
     # -- delete ------------------------------------------------------------------
 
     async def test_delete_removes_image_and_record(self, storage: ImageStorage) -> None:
@@ -456,6 +465,18 @@ class StorageContract:
         deleted = await storage.delete_expired(moment + timedelta(microseconds=1))
 
         assert (kept, deleted) == (0, 1)
+
+    async def test_delete_expired_takes_a_naive_cutoff_as_utc(
+        self, storage: ImageStorage
+    ) -> None:
+        moment = datetime(2030, 5, 6, 7, 8, 9, tzinfo=UTC)
+        await storage.save(*make_record(created_at=moment))
+
+        deleted = await storage.delete_expired(
+            (moment + timedelta(seconds=1)).replace(tzinfo=None)
+        )
+
+        assert deleted == 1
 
     async def test_delete_expired_with_nothing_old_returns_zero(
         self, storage: ImageStorage

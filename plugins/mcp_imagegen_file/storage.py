@@ -14,7 +14,7 @@ import binascii
 import contextlib
 import os
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -30,9 +30,9 @@ from mcp_imagegen import (
     StorageError,
     StoredImage,
     ValidationError,
+    image_id_time,
     validate_image_id,
 )
-from mcp_imagegen.ids import image_id_time
 
 log = structlog.get_logger(__name__)
 
@@ -172,7 +172,12 @@ class FileStorage(ImageStorage):
             self._image_path(record).unlink()
 
     async def delete_expired(self, older_than: datetime) -> int:
-        """Delete images whose id says they were created before ``older_than``."""
+        """Delete images whose id says they were created before ``older_than``.
+
+        A naive ``older_than`` is taken as UTC.
+        """
+        if older_than.tzinfo is None:
+            older_than = older_than.replace(tzinfo=UTC)
         expired = [
             image_id
             for image_id in await anyio.to_thread.run_sync(self._ids)
@@ -252,6 +257,8 @@ class FileStorage(ImageStorage):
 
     async def list(self, limit: int = 20, cursor: str | None = None) -> ImagePage:
         """List records newest first; the cursor encodes the last id returned."""
+        if limit < 1:
+            raise ValidationError(f"limit {limit} is out of range: use 1 or more.")
         after = decode_cursor(cursor) if cursor else None
         ids = await anyio.to_thread.run_sync(self._ids)
         if after is not None:

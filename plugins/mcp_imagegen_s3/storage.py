@@ -37,6 +37,7 @@ from mcp_imagegen import (
     StorageError,
     StoredImage,
     ValidationError,
+    image_id_time,
     validate_image_id,
 )
 from mcp_imagegen_s3.settings import S3StorageSettings
@@ -579,7 +580,7 @@ class S3Storage(ImageStorage):
         or the oldest key is passed. Recent images cost one listing request.
         """
         upper = self._prefix + before if before is not None else None
-        anchor = _id_time(before) if before is not None else datetime.now(UTC)
+        anchor = image_id_time(before) if before is not None else datetime.now(UTC)
         span = _FIRST_WINDOW
         oldest: str | None = None
         found: list[str] = []
@@ -727,9 +728,3 @@ class S3Storage(ImageStorage):
 
         url: str = await self._call("sign a URL for", key, presign)
         return url
-
-
-def _id_time(image_id: str) -> datetime:
-    stamp = image_id[:18]
-    moment = datetime.strptime(stamp[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-    return moment.replace(microsecond=int(stamp[15:18]) * 1000)
