@@ -11,7 +11,7 @@ Baselines, both bare MCPServer tools over stdio (bench/bare_server.py):
 mcp-imagegen runs its default configuration (placeholder backend, file storage).
 Calls rotate between the three servers. Prints medians and ratios.
 
-    .venv/bin/python bench/generate.py [--calls 40]
+    .venv/bin/python bench/generate.py [--calls 40] [--no-chain]
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ ARGS = {"prompt": "a lighthouse on a cliff at dusk", "width": 512, "height": 512
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=40)
+    parser.add_argument(
+        "--no-chain",
+        action="store_true",
+        help="run mcp-imagegen with generation.postprocess = [] (no recipe embedding)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-generate-"))
     env = {"PATH": os.environ["PATH"], "HOME": str(work), "XDG_DATA_HOME": str(work)}
@@ -83,7 +88,8 @@ async def main() -> None:
                         times[name].append(time.perf_counter() - started)
                         assert not result.is_error, result.content
     ms = {name: statistics.median(values) * 1000 for name, values in times.items()}
-    print(f"calls each: {args.calls} (rotating), image 512x512 PNG")
+    chain = "none" if args.no_chain else "default (metadata)"
+    print(f"calls each: {args.calls} (rotating), image 512x512 PNG, chain: {chain}")
     print(f"mcp-imagegen generate_image      median: {ms['ours']:7.2f} ms")
     print(f"bare MCPServer, same PNG bytes   median: {ms['same']:7.2f} ms")
     print(f"bare MCPServer, draws the image  median: {ms['draws']:7.2f} ms")
