@@ -36,7 +36,9 @@ pytest: $(VENV)/.installed-test
 test: lint typecheck pytest
 
 bench: $(VENV)/.installed-test
-	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+	for script in startup generate kserve_client storage postprocess; do \
+		echo "== bench/$$script.py"; $(BIN)/python bench/$$script.py || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
