@@ -11,7 +11,7 @@ import hashlib
 import math
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -58,7 +58,7 @@ from mcp_imagegen.models import (
     StoredImage,
     ignore_progress,
 )
-from mcp_imagegen.plugins import PluginManager, load_plugins
+from mcp_imagegen.plugins import Kind, PluginManager, load_plugins
 
 log = structlog.get_logger("mcp_imagegen.service")
 
@@ -120,16 +120,7 @@ class ImageService:
             plugins = load_plugins(settings.plugins.disabled)
         backends: dict[str, InferenceBackend] = {}
         for name, raw in settings.backend_instances().items():
-            table = dict(raw)
-            type_name = str(table.pop("type", name))
-            key = f"backends.{name}.type"
-            backend_cls = plugins.component_type(
-                "backend", type_name, key=key, source=settings.source_of(key)
-            )
-            options = validate_component_table(
-                settings, backend_cls.Settings, table, f"backends.{name}"
-            )
-            backend = backend_cls(options, instance_name=name)
+            backend = _build_named(settings, plugins, "backend", "backends", name, raw)
             assert isinstance(backend, InferenceBackend)
             backends[name] = backend
 
@@ -164,16 +155,11 @@ class ImageService:
             steps[type_name] = step_cls(options, instance_name=type_name)  # type: ignore[assignment]
         # ...and [postprocess.<name>] tables define named steps (or override those).
         for name, raw in settings.postprocess.items():
-            table = dict(raw)
-            type_name = str(table.pop("type", name))
-            key = f"postprocess.{name}.type"
-            step_cls = plugins.component_type(
-                "postprocessor", type_name, key=key, source=settings.source_of(key)
+            step = _build_named(
+                settings, plugins, "postprocessor", "postprocess", name, raw
             )
-            options = validate_component_table(
-                settings, step_cls.Settings, table, f"postprocess.{name}"
-            )
-            steps[name] = step_cls(options, instance_name=name)  # type: ignore[assignment]
+            assert isinstance(step, PostProcessor)
+            steps[name] = step
         return cls(settings, plugins, backends, storage, steps)
 
     def effective_configuration(self) -> dict[str, Any]:
@@ -724,6 +710,31 @@ class ImageService:
                 self.backends.items(), healths, strict=True
             )
         ]
+
+
+def _build_named(
+    settings: Settings,
+    plugins: PluginManager,
+    kind: Kind,
+    section: str,
+    name: str,
+    raw: Mapping[str, Any],
+) -> Component:
+    """Build the component of table ``[<section>.<name>]``.
+
+    Its ``type`` key names the component type and defaults to ``name``; the other
+    keys are validated by that type's ``Settings``.
+    """
+    table = dict(raw)
+    type_name = str(table.pop("type", name))
+    type_key = f"{section}.{name}.type"
+    component_cls = plugins.component_type(
+        kind, type_name, key=type_key, source=settings.source_of(type_key)
+    )
+    options = validate_component_table(
+        settings, component_cls.Settings, table, f"{section}.{name}"
+    )
+    return component_cls(options, instance_name=name)
 
 
 def _sha256(data: bytes) -> str:
