@@ -288,7 +288,11 @@ class ImageService:
                 )
                 if key.startswith("generation."):
                     source = self.settings.source_of(key)
-                    raise ConfigurationError(f"{message[:-1]} [{source}].")
+                    raise ConfigurationError(
+                        f"{message[:-1]} [{source}]. List only installed steps, "
+                        "or [] for none (the default chain needs the imageops "
+                        "plugin)."
+                    )
                 raise ValidationError(message)
             chain.append(self.steps[name])
         return chain
