@@ -204,9 +204,11 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
     local = Path("mcp-imagegen.toml")
     if local.is_file():
         return local.absolute()
-    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    user = Path(config_home).expanduser() / "mcp-imagegen" / "config.toml"
-    return user.absolute() if user.is_file() else None
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or "").expanduser()
+    if not config_home.is_absolute():  # the XDG spec says to ignore relative paths
+        config_home = Path.home() / ".config"
+    user = config_home / "mcp-imagegen" / "config.toml"
+    return user if user.is_file() else None
 
 
 def load_settings(

@@ -34,3 +34,17 @@ def test_config_and_disable_plugins_variables_are_accepted(
     settings = load_settings()
 
     assert (settings.server.preview_max_side, settings.server.name) == (300, "studio")
+
+
+def test_relative_xdg_config_home_is_ignored(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = isolated_env / "work"
+    (work / "rel" / "mcp-imagegen").mkdir(parents=True)
+    (work / "rel" / "mcp-imagegen" / "config.toml").write_text("[server]\nname = 'x'\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", "rel")
+
+    settings = load_settings()
+
+    assert settings.config_file is None
+    assert settings.server.name == "mcp-imagegen"
