@@ -14,6 +14,7 @@ import binascii
 import contextlib
 import os
 import secrets
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +39,7 @@ log = structlog.get_logger(__name__)
 
 _RECORD_SUFFIX = ".json"
 _TEMP_PREFIX = ".tmp-"
+_EXTENSION_CACHE_SIZE = 4096
 
 
 def default_directory() -> Path:
@@ -92,6 +94,20 @@ class FileStorage(ImageStorage):
         """The directory images are kept in."""
         return self.settings.directory
 
+    def __init__(
+        self, settings: FileStorageSettings, *, instance_name: str = ""
+    ) -> None:
+        super().__init__(settings, instance_name=instance_name)
+        # id -> file extension of images this process saved or read, so links and
+        # paths for them need no second read of the record.
+        self._extensions: OrderedDict[str, str] = OrderedDict()
+
+    def _remember(self, record: ImageRecord) -> None:
+        self._extensions[record.id] = record.extension
+        self._extensions.move_to_end(record.id)
+        if len(self._extensions) > _EXTENSION_CACHE_SIZE:
+            self._extensions.popitem(last=False)
+
     async def start(self) -> None:
         """Create the directory and prove it is writable.
 
@@ -124,6 +140,9 @@ class FileStorage(ImageStorage):
 
     def local_path(self, image_id: str) -> Path | None:
         """Return the image file's path (the record names the extension)."""
+        extension = self._extensions.get(validate_image_id(image_id))
+        if extension is not None:
+            return self.directory / f"{image_id}.{extension}"
         record_path = self._record_path(image_id)
         try:
             record = ImageRecord.model_validate_json(record_path.read_bytes())
@@ -137,6 +156,7 @@ class FileStorage(ImageStorage):
         """Write the image, then its record, each atomically."""
         validate_image_id(record.id)
         await anyio.to_thread.run_sync(self._save_sync, record, data)
+        self._remember(record)
 
     def _save_sync(self, record: ImageRecord, data: bytes) -> None:
         image_path = self._image_path(record)
@@ -157,6 +177,7 @@ class FileStorage(ImageStorage):
     async def delete(self, image_id: str) -> None:
         """Remove the record (the image disappears at once), then the image."""
         record = await self.get_record(image_id)
+        self._extensions.pop(record.id, None)
         await anyio.to_thread.run_sync(self._delete_sync, record)
 
     def _delete_sync(self, record: ImageRecord) -> None:
@@ -197,7 +218,9 @@ class FileStorage(ImageStorage):
     async def get_record(self, image_id: str) -> ImageRecord:
         """Read and parse ``<id>.json``."""
         path = self._record_path(image_id)
-        return await anyio.to_thread.run_sync(self._read_record, path, image_id)
+        record = await anyio.to_thread.run_sync(self._read_record, path, image_id)
+        self._remember(record)
+        return record
 
     def _read_record(self, path: Path, image_id: str) -> ImageRecord:
         try:
@@ -277,10 +300,12 @@ class FileStorage(ImageStorage):
 
     async def url_for(self, image_id: str) -> str:
         """``base_url`` link when configured, else a ``file://`` URI."""
-        record = await self.get_record(image_id)
+        extension = self._extensions.get(validate_image_id(image_id))
+        if extension is None:
+            extension = (await self.get_record(image_id)).extension
         if self.settings.base_url:
-            return f"{self.settings.base_url}/{record.id}.{record.extension}"
-        return self._image_path(record).as_uri()
+            return f"{self.settings.base_url}/{image_id}.{extension}"
+        return (self.directory / f"{image_id}.{extension}").as_uri()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
