@@ -179,26 +179,18 @@ def _plugins(settings: Settings, *, as_json: bool) -> int:
 
 
 async def _generate(settings: Settings, args: argparse.Namespace) -> int:
-    from mcp_imagegen.models import GenerationRequest
     from mcp_imagegen.plugins import load_plugins
     from mcp_imagegen.service import ImageService
 
-    defaults = settings.generation
-    request = GenerationRequest(
-        prompt=args.prompt,
+    request = settings.generation.request(
+        args.prompt,
         negative_prompt=args.negative_prompt,
-        width=args.width if args.width is not None else defaults.width,
-        height=args.height if args.height is not None else defaults.height,
-        num_images=args.num_images
-        if args.num_images is not None
-        else defaults.num_images,
+        width=args.width,
+        height=args.height,
+        num_images=args.num_images,
         seed=args.seed,
-        steps=args.steps if args.steps is not None else defaults.steps,
-        guidance_scale=(
-            args.guidance_scale
-            if args.guidance_scale is not None
-            else defaults.guidance_scale
-        ),
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
     )
     postprocess = None
     if args.postprocess is not None:

@@ -29,6 +29,7 @@ from pydantic_settings import (
 
 from mcp_imagegen.errors import ConfigurationError
 from mcp_imagegen.interfaces import ComponentSettings
+from mcp_imagegen.models import GenerationRequest
 
 ENV_PREFIX = "MCP_IMAGEGEN_"
 # Credentials in URLs (https://user:pass@host) must never be echoed in errors.
@@ -82,6 +83,18 @@ class GenerationSettings(_Section):
     #: Post-processing steps applied to every image, by step name. The default
     #: embeds the generation recipe (the built-in imageops plugin's ``metadata``).
     postprocess: list[str] = Field(default_factory=lambda: ["metadata"])
+
+    def request(self, prompt: str, **given: Any) -> GenerationRequest:
+        """Build a request, taking every argument given as ``None`` from here."""
+        defaults = {
+            "width": self.width,
+            "height": self.height,
+            "num_images": self.num_images,
+            "steps": self.steps,
+            "guidance_scale": self.guidance_scale,
+        }
+        values = {k: v for k, v in given.items() if v is not None}
+        return GenerationRequest(prompt=prompt, **{**defaults, **values})
 
 
 class StorageSettings(BaseModel):

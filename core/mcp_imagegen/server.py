@@ -47,7 +47,7 @@ from mcp_imagegen.errors import (
     ValidationError,
 )
 from mcp_imagegen.imaging import make_preview
-from mcp_imagegen.models import GenerationRequest, ImageRecord
+from mcp_imagegen.models import ImageRecord
 from mcp_imagegen.service import BackendInfo, ImageService
 
 log = structlog.get_logger("mcp_imagegen.server")
@@ -348,7 +348,6 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
 
         Returns each image as a preview, an image:// resource link and its path or URL.
         """
-        defaults = settings.generation
 
         async def report(
             done: float, total: float | None = None, message: str | None = None
@@ -356,21 +355,15 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
             await ctx.report_progress(done, total, message)
 
         async def work() -> CallToolResult:
-            request = GenerationRequest(
-                prompt=prompt,
+            request = settings.generation.request(
+                prompt,
                 negative_prompt=negative_prompt,
-                width=width if width is not None else defaults.width,
-                height=height if height is not None else defaults.height,
-                num_images=num_images
-                if num_images is not None
-                else defaults.num_images,
+                width=width,
+                height=height,
+                num_images=num_images,
                 seed=seed,
-                steps=steps if steps is not None else defaults.steps,
-                guidance_scale=(
-                    guidance_scale
-                    if guidance_scale is not None
-                    else defaults.guidance_scale
-                ),
+                steps=steps,
+                guidance_scale=guidance_scale,
             )
             records = await service.generate(
                 request,
