@@ -328,7 +328,7 @@ def format_validation_error(
         value = error.get("input")
         shown = ""
         if error["type"] != "missing" and isinstance(value, str | int | float | bool):
-            if "secret" not in key and "token" not in key and "key" not in key:
+            if not is_secret_key(key) and "key" not in key:
                 shown = f" (got {_USERINFO.sub('://', repr(value))})"
         lines.append(f"{key}: {problem}{shown} [{source_of(key)}]")
     return "Invalid configuration: " + "; ".join(lines)
@@ -361,7 +361,21 @@ def redacted_dump(settings: Settings) -> dict[str, Any]:
     return redact(settings.model_dump(mode="json"))
 
 
-_SECRET_WORDS = ("token", "secret", "password", "access_key", "api_key", "credential")
+_SECRET_WORDS = (
+    "token",
+    "secret",
+    "password",
+    "authorization",
+    "access_key",
+    "api_key",
+    "credential",
+)
+REDACTED = "**********"
+
+
+def is_secret_key(key: str) -> bool:
+    """True when a setting or log field named ``key`` holds a secret."""
+    return any(word in key.lower() for word in _SECRET_WORDS)
 
 
 def redact(data: dict[str, Any]) -> dict[str, Any]:
@@ -375,6 +389,6 @@ def _redact(value: Any, key: str = "") -> Any:
         return {k: _redact(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact(v, key) for v in value]
-    if value and any(word in key.lower() for word in _SECRET_WORDS):
-        return "**********"
+    if value and is_secret_key(key):
+        return REDACTED
     return value

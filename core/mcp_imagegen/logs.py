@@ -9,17 +9,7 @@ from typing import Any
 
 import structlog
 
-from mcp_imagegen.config import LoggingSettings
-
-_SECRET_MARKERS = (
-    "token",
-    "secret",
-    "password",
-    "authorization",
-    "api_key",
-    "access_key",
-)
-REDACTED = "**********"
+from mcp_imagegen.config import REDACTED, LoggingSettings, is_secret_key
 
 
 def redact_secrets(
@@ -27,7 +17,7 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """structlog processor: mask values whose key looks like a secret."""
     for key in list(event_dict):
-        if any(marker in key.lower() for marker in _SECRET_MARKERS):
+        if is_secret_key(key):
             event_dict[key] = REDACTED
     return event_dict
 
