@@ -256,23 +256,22 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
         return decorate
 
     async def image_content(
-        records: list[ImageRecord], inline: Inline
+        items: list[tuple[ImageRecord, bytes | None]], inline: Inline
     ) -> tuple[list[ContentBlock], list[ImageInfo]]:
+        """Build the content blocks for images; ``bytes`` may be None if inline=none."""
         content: list[ContentBlock] = []
-        infos = [await _image_info(service, record) for record in records]
-        for record, info in zip(records, infos, strict=True):
-            if inline != "none":
-                stored = await service.load(record.id)
-                if inline == "full":
-                    data, mime = stored.data, record.mime_type
-                else:
-                    data, mime = await anyio.to_thread.run_sync(
-                        make_preview, stored.data, settings.server.preview_max_side
+        infos = [await _image_info(service, record) for record, _ in items]
+        for (record, data), info in zip(items, infos, strict=True):
+            if inline != "none" and data is not None:
+                shown, mime = data, record.mime_type
+                if inline == "preview":
+                    shown, mime = await anyio.to_thread.run_sync(
+                        make_preview, data, settings.server.preview_max_side
                     )
                 content.append(
                     ImageContent(
                         type="image",
-                        data=base64.b64encode(data).decode(),
+                        data=base64.b64encode(shown).decode(),
                         mime_type=mime,
                     )
                 )
@@ -365,14 +364,16 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
                 steps=steps,
                 guidance_scale=guidance_scale,
             )
-            records = await service.generate(
+            stored = await service.generate_stored(
                 request,
                 report,
                 backend=backend,
                 postprocess=postprocess,
                 output_format=output_format,
             )
-            content, infos = await image_content(records, inline)
+            content, infos = await image_content(
+                [(image.record, image.data) for image in stored], inline
+            )
             return CallToolResult(
                 content=content,
                 structured_content=GenerateResult(images=infos).model_dump(mode="json"),
@@ -407,8 +408,8 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
         """
 
         async def work() -> CallToolResult:
-            record = await service.transform(image_id, postprocess, output_format)
-            content, infos = await image_content([record], inline)
+            image = await service.transform_stored(image_id, postprocess, output_format)
+            content, infos = await image_content([(image.record, image.data)], inline)
             return CallToolResult(
                 content=content,
                 structured_content=GenerateResult(images=infos).model_dump(mode="json"),
@@ -450,8 +451,13 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
         """Return a stored image with its metadata, link and path or URL."""
 
         async def work() -> CallToolResult:
-            record = await service.get_record(image_id)
-            content, infos = await image_content([record], inline)
+            item: tuple[ImageRecord, bytes | None]
+            if inline == "none":
+                item = (await service.get_record(image_id), None)
+            else:
+                stored = await service.load(image_id)
+                item = (stored.record, stored.data)
+            content, infos = await image_content([item], inline)
             return CallToolResult(
                 content=content, structured_content=infos[0].model_dump(mode="json")
             )

@@ -386,7 +386,7 @@ class ImageService:
 
     # -- generation ----------------------------------------------------------
 
-    async def generate(
+    async def generate_stored(
         self,
         request: GenerationRequest,
         progress: ProgressReporter = ignore_progress,
@@ -394,8 +394,8 @@ class ImageService:
         backend: str | None = None,
         postprocess: Sequence[str] | None = None,
         output_format: str | None = None,
-    ) -> list[ImageRecord]:
-        """Generate, post-process and store images; return their records.
+    ) -> list[StoredImage]:
+        """Generate, post-process and store images; return them with their bytes.
 
         Args:
             request: What to generate; ``seed`` may be ``None`` (one is drawn).
@@ -462,15 +462,38 @@ class ImageService:
             )
             for image, digest, ms in finished
         ]
-        await self._save_all(records, [image.data for image, _, _ in finished])
-        return records
+        blobs = [image.data for image, _, _ in finished]
+        await self._save_all(records, blobs)
+        return [
+            StoredImage(record=record, data=data)
+            for record, data in zip(records, blobs, strict=True)
+        ]
 
-    async def transform(
+    async def generate(
+        self,
+        request: GenerationRequest,
+        progress: ProgressReporter = ignore_progress,
+        *,
+        backend: str | None = None,
+        postprocess: Sequence[str] | None = None,
+        output_format: str | None = None,
+    ) -> list[ImageRecord]:
+        """Like :meth:`generate_stored`, returning only the records."""
+        stored = await self.generate_stored(
+            request,
+            progress,
+            backend=backend,
+            postprocess=postprocess,
+            output_format=output_format,
+        )
+        return [image.record for image in stored]
+
+    async def transform_stored(
         self,
         image_id: str,
         postprocess: Sequence[str],
         output_format: str | None = None,
-    ) -> ImageRecord:
+    ) -> StoredImage:
         """Apply steps to a stored image and store the result as a new image.
 
         The source image is never changed; the new record names it in
@@ -528,7 +551,17 @@ class ImageService:
             parameters=old.parameters,
         )
         await self._save_all([record], [result.data])
-        return record
+        return StoredImage(record=record, data=result.data)
+
+    async def transform(
+        self,
+        image_id: str,
+        postprocess: Sequence[str],
+        output_format: str | None = None,
+    ) -> ImageRecord:
+        """Like :meth:`transform_stored`, returning only the new record."""
+        stored = await self.transform_stored(image_id, postprocess, output_format)
+        return stored.record
 
     async def _finish(
         self,
