@@ -108,8 +108,11 @@ class StorageSettings(BaseModel):
     backend: str = "file"
     #: Delete images older than this; unset keeps images forever.
     max_age: timedelta | None = None
-    #: How often the retention task looks for expired images.
+    #: How often the retention task looks for expired images and leftovers.
     cleanup_interval: timedelta = timedelta(hours=1)
+    #: Leftovers of interrupted saves (temporary files, images without a record)
+    #: older than this are removed by the retention task.
+    orphan_grace: timedelta = timedelta(hours=1)
 
     def table(self, type_name: str) -> dict[str, Any]:
         """Return the ``[storage.<type_name>]`` table (empty if absent)."""

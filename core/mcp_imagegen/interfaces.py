@@ -157,6 +157,18 @@ class ImageStorage(Component, abc.ABC):
     async def delete_expired(self, older_than: datetime) -> int:
         """Delete every image created before ``older_than``; return how many."""
 
+    async def remove_orphans(self, older_than: datetime) -> int:
+        """Remove leftovers of interrupted saves last changed before ``older_than``.
+
+        A crash or an outage during :meth:`save` can leave a temporary file or an
+        image object without its record. The retention task calls this every
+        ``storage.cleanup_interval`` with a cut-off ``storage.orphan_grace`` in the
+        past, so saves in progress are never touched. Return how many leftovers
+        were removed. The default does nothing (a storage whose saves leave nothing
+        behind needs no sweep).
+        """
+        return 0
+
     @abc.abstractmethod
     async def url_for(self, image_id: str) -> str:
         """Return a URL a user can open to get the image (file://, https://, ...)."""
