@@ -378,8 +378,11 @@ class KServeBackend(InferenceBackend):
         fields += [("width", request.width), ("height", request.height)]
         if s.supports_seed:
             fields.append(("seed", request.seed_for(index)))
-        if request.steps is not None and s.supports_steps:
-            fields.append(("steps", request.steps))
+        steps = request.steps if request.steps is not None else s.default_steps
+        if steps is not None and s.supports_steps:
+            # default_steps is what clients are shown; sending it makes it true
+            # (a predictor's own default, 50 for diffusers, would apply otherwise).
+            fields.append(("steps", steps))
         if request.guidance_scale is not None and s.supports_guidance_scale:
             fields.append(("guidance_scale", request.guidance_scale))
         names = s.wire_names()

@@ -108,7 +108,7 @@ class KServeSettings(ComponentSettings):
     supports_seed: bool = True
     supports_steps: bool = True
     supports_guidance_scale: bool = True
-    #: Steps the model uses when a request gives none (informational; not sent).
+    #: Steps sent when a request gives none (unset: the predictor's own default).
     default_steps: int | None = Field(None, ge=1)
 
     # -- safety -----------------------------------------------------------------

@@ -114,6 +114,21 @@ async def test_the_predictor_receives_every_generation_field(
     assert received["guidance_scale"] == pytest.approx(6.5)
 
 
+@pytest.mark.parametrize("contract", PNG_CONTRACTS)
+async def test_default_steps_reach_the_predictor_when_the_request_gives_none(
+    backend_factory: Factory, contract: str
+) -> None:
+    # Clients are shown default_steps; without it on the wire the predictor would
+    # use its own default (50 for diffusers) and the shown value would be a lie.
+    model, options = CONTRACTS[contract]
+    async with backend_factory(model, default_steps=17, **options) as backend:
+        [defaulted] = await backend.generate(request(), ignore_progress)
+        [explicit] = await backend.generate(request(steps=20), ignore_progress)
+
+    assert received_by_predictor(defaulted.data)["num_inference_steps"] == 17
+    assert received_by_predictor(explicit.data)["num_inference_steps"] == 20
+
+
 async def test_batch_instances_against_a_first_instance_predictor_explains_itself(
     backend_factory: Factory,
 ) -> None:

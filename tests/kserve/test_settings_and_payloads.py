@@ -270,6 +270,7 @@ async def test_unsupported_features_are_not_sent() -> None:
         supports_steps=False,
         supports_guidance_scale=False,
         supports_negative_prompt=False,
+        default_steps=30,  # not sent either: the model takes no steps
     )
 
     assert set(body["instances"][0]) == {"prompt", "width", "height"}
