@@ -5,7 +5,9 @@ One instance talks to one model over the V1 protocol (``:predict`` with
 images are N requests with seeds ``seed, seed+1, ...`` in flight at most
 ``max_concurrency`` at a time, unless V1 ``batch_instances`` sends them in one.
 Transient failures (connection errors, 502/503/504) are retried with jittered
-exponential backoff within a deadline; 4xx answers never are.
+exponential backoff within a deadline; 4xx answers never are. A request lost on
+a kept-alive connection the server had closed is retried at once; a connection
+refused at the first attempt (a wrong URL) is not retried at all.
 """
 
 from __future__ import annotations
@@ -57,6 +59,12 @@ log = structlog.get_logger(__name__)
 
 #: Statuses worth another attempt: gateways and cold starts (model not ready).
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
+#: Transport errors of a request on a kept-alive connection the server had closed.
+_STALE_CONNECTION_ERRORS = (
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
 # V2 datatypes of the generation fields when they are sent as extra inputs.
 _INPUT_DATATYPES = {
     "negative_prompt": "BYTES",
@@ -483,8 +491,10 @@ class KServeBackend(InferenceBackend):
                 pool=None,
             )
             retry_after: float | None = None
+            at_once = False  # retry without backoff: nothing is wrong with the server
+            wire = _Wire()
             try:
-                reply = await self._send(client, content, timeout, request_id)
+                reply = await self._send(client, content, timeout, request_id, wire)
             except httpx.ConnectError as exc:
                 if _caused_by(exc, socket.gaierror):
                     self._fail(
@@ -498,6 +508,8 @@ class KServeBackend(InferenceBackend):
                         f"TLS handshake failed ({_describe_http_error(exc)}); check "
                         "the URL's scheme, ca_bundle or verify_tls.",
                     )
+                if attempt == 1 and _connection_refused(exc):
+                    self._refused()
                 failure: tuple[type[BackendError], str] = (
                     BackendUnavailableError,
                     f"cannot connect ({_describe_http_error(exc)}).",
@@ -521,11 +533,17 @@ class KServeBackend(InferenceBackend):
                     )
                 self._fail(BackendTimeoutError, message)
             except httpx.HTTPError as exc:
-                self._fail(
-                    BackendUnavailableError,
+                broke = (
                     "the connection broke while waiting for the answer "
-                    f"({_describe_http_error(exc)}).",
+                    f"({_describe_http_error(exc)})."
                 )
+                if not (wire.stale and isinstance(exc, _STALE_CONNECTION_ERRORS)):
+                    self._fail(BackendUnavailableError, broke)
+                # A pooled keep-alive connection the server had already closed
+                # (KServe drops it after a 500): the request never reached the
+                # model, so sending it again on a fresh connection is safe.
+                failure = (BackendUnavailableError, broke)
+                at_once = True
             else:
                 log.info(
                     "kserve_response",
@@ -549,7 +567,7 @@ class KServeBackend(InferenceBackend):
                     f"{failure[1]} Gave up after {attempt} attempt(s) in "
                     f"{elapsed:.1f} s (max_retries = {s.max_retries}).",
                 )
-            wait = backoff_delay(attempt, s, retry_after)
+            wait = 0.0 if at_once else backoff_delay(attempt, s, retry_after)
             if time.monotonic() + wait >= deadline:
                 self._fail(
                     failure[0],
@@ -565,7 +583,10 @@ class KServeBackend(InferenceBackend):
                 reason=failure[1],
             )
             await tracker.note(
-                f"model '{s.model}' not available yet; retry {attempt}/"
+                f"connection to model '{s.model}' was stale; retry {attempt}/"
+                f"{s.max_retries} at once"
+                if at_once
+                else f"model '{s.model}' not available yet; retry {attempt}/"
                 f"{s.max_retries} in {wait:.1f} s"
             )
             await anyio.sleep(wait)
@@ -576,6 +597,7 @@ class KServeBackend(InferenceBackend):
         content: bytes,
         time_limits: httpx.Timeout,
         request_id: str,
+        wire: _Wire,
     ) -> _Reply:
         cap = self.settings.max_response_bytes
         request = client.build_request(
@@ -584,6 +606,7 @@ class KServeBackend(InferenceBackend):
             content=content,
             headers={"Content-Type": "application/json", "X-Request-ID": request_id},
             timeout=time_limits,
+            extensions={"trace": wire},
         )
         response = await client.send(request, stream=True)
         try:
@@ -600,6 +623,18 @@ class KServeBackend(InferenceBackend):
         finally:
             await response.aclose()
         return _Reply(response.status_code, response.headers, b"".join(chunks))
+
+    def _refused(self) -> NoReturn:
+        # A refusal before the server ever answered is a wrong address, not a
+        # cold start (Knative's activator holds connections while scaling from
+        # zero): retrying would only make a one-shot CLI wait for a minute.
+        key = f"backends.{self.instance_name}.url"
+        self._fail(
+            BackendUnavailableError,
+            f"nothing accepts connections at {_without_credentials(self.settings.url)}"
+            f" (connection refused); check {key}. Not retried: a refused first "
+            "connection means a wrong host or port, not a model that is loading.",
+        )
 
     def _too_large(self, cap: int) -> NoReturn:
         self._fail(
@@ -687,6 +722,32 @@ class KServeBackend(InferenceBackend):
                 "prompt_shape and parameters_in."
             )
         return ""
+
+
+class _Wire:
+    """What one attempt did on the wire, learned from httpcore's trace events.
+
+    Passed as the request's ``trace`` extension. A transport without these events
+    (a test's ``MockTransport``) never looks stale, so nothing is retried there.
+    """
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.sent = False
+        self.answered = False
+
+    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
+        if event.startswith(("connection.connect_tcp.", "connection.connect_unix")):
+            self.connected = True
+        elif event.endswith(".send_request_headers.started"):
+            self.sent = True
+        elif event.endswith(".receive_response_headers.complete"):
+            self.answered = True
+
+    @property
+    def stale(self) -> bool:
+        """Whether the request went out on a reused connection and got no answer."""
+        return self.sent and not self.connected and not self.answered
 
 
 class _Progress:
@@ -784,6 +845,26 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
     return False
 
 
+def _connection_refused(exc: BaseException) -> bool:
+    """Tell whether every address tried refused the connection (nothing listens)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            # anyio groups the failures of a host with several addresses.
+            return all(_connection_refused(inner) for inner in current.exceptions)
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _without_credentials(url: str) -> str:
+    """Return ``url`` without ``user:password@`` (settings refuse them anyway)."""
+    return str(httpx.URL(url).copy_with(userinfo=b""))
+
+
 def _v1_ready(response: httpx.Response) -> bool:
     """Read ``{"ready": ...}`` of a V1 model-ready answer (absent means ready)."""
     try:
@@ -794,7 +875,9 @@ def _v1_ready(response: httpx.Response) -> bool:
 
 
 def _describe_http_error(exc: httpx.HTTPError) -> str:
-    text = str(exc) or type(exc).__name__
+    # httpx's ReadError often has no text of its own; the OS error says more.
+    cause = exc.__cause__ or exc.__context__
+    text = str(exc) or (str(cause) if cause is not None else "") or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:200]
 
 

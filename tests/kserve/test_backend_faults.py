@@ -181,7 +181,7 @@ async def test_dns_failure_is_not_retried() -> None:
 
 
 async def test_connection_errors_are_retried() -> None:
-    server = ScriptedServer(httpx.ConnectError("Connection refused"), ok_v1())
+    server = ScriptedServer(httpx.ConnectError("Network is unreachable"), ok_v1())
     async with scripted_backend(server, max_retries=1) as backend:
         [image] = await backend.generate(request(), ignore_progress)
 

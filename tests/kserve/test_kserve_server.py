@@ -29,7 +29,6 @@ from tests.kserve.support import (
     TEST_TOKEN,
     KServeServer,
     ProgressLog,
-    free_port,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.kserve]
@@ -192,19 +191,6 @@ async def test_https_to_a_plain_http_server_is_a_tls_error(
     async with backend_factory("sd-v1", url=https, max_retries=3) as backend:
         with pytest.raises(BackendUnavailableError, match="TLS handshake failed"):
             await backend.generate(request(), ignore_progress)
-
-
-async def test_a_closed_port_is_unavailable_after_the_retries(
-    backend_factory: Factory,
-) -> None:
-    url = f"http://127.0.0.1:{free_port()}"
-    async with backend_factory("sd-v1", url=url, max_retries=1) as backend:
-        with pytest.raises(BackendUnavailableError, match="cannot connect") as caught:
-            await backend.generate(request(), ignore_progress)
-        health = await backend.check_health()
-
-    assert "Gave up after 2 attempt(s)" in str(caught.value)
-    assert health.status == "unavailable"
 
 
 # -- health -------------------------------------------------------------------
