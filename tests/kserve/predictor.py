@@ -17,7 +17,8 @@ No ML: images are rendered with Pillow (see :mod:`tests.kserve.rendering`). Mode
   ``generated_image`` UINT8 ``[1, H, W, 3]`` out. ``triton-fp32`` answers FP32
   ``[1, 3, H, W]`` (CHW) in 0..1.
 - faults: ``fault-invalid`` (400), ``fault-coldstart`` (503 "not ready" for the
-  first ``fail_times`` attempts of each prompt), ``fault-500``, ``fault-slow``
+  first ``fail_times`` attempts of each prompt), ``fault-500`` (and
+  ``fault-500-if-asked``, when the instance says ``"fail": true``), ``fault-slow``
   (answers after ``delay`` seconds, asynchronously, reporting
   ``in_flight_at_start``), ``fault-noimage`` (200 without
   image), ``fault-corrupt`` (200 with a truncated PNG), ``sleeping`` (never ready).
@@ -161,7 +162,9 @@ class FaultV1Model(DiffusersV1Model):
                 instance.get("fail_times"), "fail_times", 2
             ):
                 raise ModelNotReady(self.name)
-        if self.fault == "error":
+        if self.fault == "error" or (
+            self.fault == "error-if-asked" and instance.get("fail")
+        ):
             raise ValueError("CUDA out of memory (simulated)")
         if self.fault == "slow":
             # Report how many requests with this prompt were in flight when this
@@ -355,6 +358,7 @@ def models() -> list[Model]:
         FaultV1Model("fault-invalid", "invalid"),
         FaultV1Model("fault-coldstart", "coldstart"),
         FaultV1Model("fault-500", "error"),
+        FaultV1Model("fault-500-if-asked", "error-if-asked"),
         FaultV1Model("fault-slow", "slow"),
         FaultV1Model("fault-noimage", "noimage"),
         FaultV1Model("fault-corrupt", "corrupt"),

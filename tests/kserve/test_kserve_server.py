@@ -267,6 +267,21 @@ async def test_a_predictor_exception_is_a_backend_error(
             await backend.generate(request(), ignore_progress)
 
 
+async def test_healthy_requests_after_500s_succeed_on_the_same_pool(
+    backend_factory: Factory,
+) -> None:
+    # The real server's side of the stale keep-alive race: after a 500 the next
+    # request may go out on a connection the server is closing. Bounded: 20 rounds.
+    async with backend_factory("fault-500-if-asked", max_retries=2) as backend:
+        for _ in range(20):
+            with pytest.raises(BackendError, match="CUDA out of memory"):
+                await backend.generate(
+                    request(parameters={"fail": True}), ignore_progress
+                )
+            [image] = await backend.generate(request(), ignore_progress)
+            assert image.width == 96
+
+
 async def test_a_reply_slower_than_the_timeout_is_a_timeout(
     backend_factory: Factory,
 ) -> None:
