@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 import platformdirs
 import pydantic
+from platformdirs.api import PlatformDirsABC
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 from pydantic_settings import (
     BaseSettings,
@@ -300,14 +301,20 @@ def _env_source(names: list[str]) -> str:
     return f"environment variables {', '.join(names)}"
 
 
-def default_config_file() -> Path:
+def default_config_file(platform: type[PlatformDirsABC] | None = None) -> Path:
     """The per-user configuration file, from ``platformdirs``.
 
-    ``$XDG_CONFIG_HOME/mcp-imagegen/config.toml`` (else ``~/.config/...``) on Linux,
-    ``~/Library/Application Support/mcp-imagegen/config.toml`` on macOS,
-    ``%APPDATA%\\mcp-imagegen\\config.toml`` on Windows.
+    ``$XDG_CONFIG_HOME/mcp-imagegen/config.toml`` (a relative value is ignored;
+    else ``~/.config/...``) on Linux, ``~/Library/Application Support/...`` on
+    macOS (an absolute ``$XDG_CONFIG_HOME`` wins there too),
+    ``%LOCALAPPDATA%\\mcp-imagegen\\config.toml`` on Windows.
+
+    Args:
+        platform: A platformdirs class (``platformdirs.windows.Windows``, ...) to
+            apply another system's rules; the running system's by default.
     """
-    return platformdirs.user_config_path(APP_NAME, appauthor=False) / "config.toml"
+    dirs = (platform or platformdirs.PlatformDirs)(APP_NAME, appauthor=False)
+    return Path(dirs.user_config_dir) / "config.toml"
 
 
 def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
