@@ -520,7 +520,12 @@ def format_validation_error(
             if not is_secret_key(key) and "key" not in key:
                 text = redact_url_text(value) if isinstance(value, str) else value
                 shown = f" (got {text!r})"
-        lines.append(f"{key}: {problem}{shown} [{source_of(key)}]")
+        source = source_of(key)
+        if error["type"] == "missing" and source == DEFAULTS_SOURCE:
+            # A required key set nowhere: "the built-in defaults" would mislead.
+            env_name = ENV_PREFIX + key.replace(".", "__").upper()
+            source = f"not set: add it to the file or set {env_name}"
+        lines.append(f"{key}: {problem}{shown} [{source}]")
     return "Invalid configuration: " + "; ".join(lines)
 
 

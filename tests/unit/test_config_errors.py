@@ -284,3 +284,17 @@ def test_table_level_error_from_one_env_var_names_the_table_and_the_var(
     assert "MCP_IMAGEGEN_STORAGE__S3__ACCESS_KEY_ID" in message
     assert str(path) in message
     assert "AKIAEXAMPLE" not in message
+
+
+def test_missing_required_setting_says_where_to_set_it(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MCP_IMAGEGEN_STORAGE__BACKEND", "s3")
+
+    with pytest.raises(ConfigurationError) as caught:
+        ImageService.from_settings(load_settings())
+
+    message = str(caught.value)
+    assert "storage.s3.bucket: Field required" in message
+    assert "built-in defaults" not in message
+    assert "MCP_IMAGEGEN_STORAGE__S3__BUCKET" in message
