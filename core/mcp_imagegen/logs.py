@@ -9,6 +9,8 @@ from typing import Any
 
 import structlog
 
+# REDACTED is re-exported: callers and tests import it from here.
+from mcp_imagegen.config import REDACTED as REDACTED
 from mcp_imagegen.config import LoggingSettings, redact_value
 
 
