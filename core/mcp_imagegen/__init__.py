@@ -5,6 +5,7 @@ This module is the public API for plugin authors. Plugins import only from here
 other plugins or core internals.
 """
 
+from mcp_imagegen.config import redact_url_text
 from mcp_imagegen.errors import (
     BackendError,
     BackendNotReadyError,
@@ -91,5 +92,6 @@ __all__ = [
     "ignore_progress",
     "image_id_time",
     "new_image_id",
+    "redact_url_text",
     "validate_image_id",
 ]

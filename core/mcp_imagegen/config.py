@@ -10,20 +10,26 @@ the service is built (:func:`validate_component_table`).
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import platformdirs
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from platformdirs.api import PlatformDirsABC
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -32,9 +38,35 @@ from mcp_imagegen.interfaces import ComponentSettings
 from mcp_imagegen.models import GenerationRequest
 
 ENV_PREFIX = "MCP_IMAGEGEN_"
-# Credentials in URLs (https://user:pass@host) must never be echoed in errors.
-_USERINFO = re.compile(r"://[^/@\s'\"]+@")
 CONFIG_ENV_VAR = "MCP_IMAGEGEN_CONFIG"
+APP_NAME = "mcp-imagegen"
+DEFAULTS_SOURCE = "the built-in defaults"
+CLI_SOURCE = "the command line"
+
+
+def _comma_list(value: Any) -> Any:
+    """Accept a list setting as a JSON list or as comma-separated text.
+
+    Environment variables hold text, and ``resize,metadata`` is what people type;
+    ``["a", "b"]`` stays available for names that hold a comma.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"not a valid JSON list ({exc.msg}); write a list as "
+                '["a", "b"] or as comma-separated names: a,b'
+            ) from None
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+#: A list of names: a TOML/JSON list, or comma-separated text (``a,b``). NoDecode
+#: keeps pydantic-settings from requiring JSON in environment variables.
+NameList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
 
 
 class _Section(BaseModel):
@@ -82,7 +114,7 @@ class GenerationSettings(_Section):
     output_format: Literal["png", "jpeg", "webp"] | None = None
     #: Post-processing steps applied to every image, by step name. The default
     #: embeds the generation recipe (the built-in imageops plugin's ``metadata``).
-    postprocess: list[str] = Field(default_factory=lambda: ["metadata"])
+    postprocess: NameList = Field(default_factory=lambda: ["metadata"])
 
     def request(self, prompt: str, **given: Any) -> GenerationRequest:
         """Build a request, taking every argument given as ``None`` from here."""
@@ -114,6 +146,10 @@ class StorageSettings(BaseModel):
     #: older than this are removed by the retention task.
     orphan_grace: timedelta = timedelta(hours=1)
 
+    def table_names(self) -> list[str]:
+        """Return the names of the ``[storage.<type>]`` tables present."""
+        return [k for k, v in (self.model_extra or {}).items() if isinstance(v, dict)]
+
     def table(self, type_name: str) -> dict[str, Any]:
         """Return the ``[storage.<type_name>]`` table (empty if absent)."""
         extra = self.model_extra or {}
@@ -138,7 +174,7 @@ class LoggingSettings(_Section):
 class PluginsSettings(_Section):
     """``[plugins]``: which plugins not to load."""
 
-    disabled: list[str] = Field(default_factory=list)
+    disabled: NameList = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -161,6 +197,9 @@ class Settings(BaseSettings):
     plugins: PluginsSettings = Field(default_factory=PluginsSettings)
 
     _config_file: Path | None = PrivateAttr(default=None)
+    # What the file and the CLI flags set, to tell where a key came from.
+    _file_data: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @property
     def config_file(self) -> Path | None:
@@ -191,21 +230,98 @@ class Settings(BaseSettings):
         instances.setdefault(self.generation.backend, {})
         return instances
 
+    def check_default_backend(self, backend_types: Collection[str]) -> None:
+        """Refuse a ``generation.backend`` naming neither an instance nor a type.
+
+        Without this check the default instance would be built from an empty
+        table and reported as ``backends.<name>.type``, a key nobody wrote.
+
+        Args:
+            backend_types: The registered backend type names.
+
+        Raises:
+            ConfigurationError: naming ``generation.backend``, its value, its
+                source, the configured instances and the available types.
+        """
+        name = self.generation.backend
+        if name in self.backends or name in backend_types:
+            return
+        instances = ", ".join(sorted(self.backends)) or "none"
+        types = ", ".join(sorted(backend_types)) or "none"
+        raise ConfigurationError(
+            f"generation.backend: no backend instance or type named '{name}' "
+            f"(configured instances: {instances}; backend types: {types}) "
+            f"[{self.source_of('generation.backend')}]."
+        )
+
     def source_of(self, key: str) -> str:
-        """Say where ``key`` (dotted) was set: an env var, the file, or defaults."""
-        env_name = ENV_PREFIX + key.replace(".", "__").upper()
-        if any(name.upper() == env_name for name in os.environ):
-            return f"environment variable {env_name}"
+        """Say where ``key`` (dotted) was set: CLI flags, env vars, the file, defaults.
+
+        A key set in one place names that place; a table (``storage.s3``) filled
+        from several names all of them.
+        """
+        parts = [part for part in key.split(".") if part]
+        if _lookup(self._overrides, parts) is not _MISSING:
+            return CLI_SOURCE
+        env_name = ENV_PREFIX + "__".join(parts).upper()
+        exact, below = [], []
+        for name in os.environ:
+            upper = name.upper()
+            if upper == env_name or (
+                upper.startswith(ENV_PREFIX) and env_name.startswith(upper + "__")
+            ):
+                exact.append(name)  # the key itself, or a table holding it (JSON)
+            elif upper.startswith(env_name + "__"):
+                below.append(name)
+        if exact:
+            return _env_source(exact)
+        sources = [_env_source(sorted(below))] if below else []
         if self._config_file is not None:
-            return str(self._config_file)
-        return "the built-in defaults"
+            if _lookup(self._file_data, parts) is not _MISSING:
+                sources.append(str(self._config_file))
+        return "; ".join(sources) or DEFAULTS_SOURCE
+
+
+_MISSING = object()
+
+
+def _lookup(data: Mapping[str, Any], parts: list[str]) -> Any:
+    """Return the value at ``parts`` in nested mappings, or ``_MISSING``."""
+    value: Any = data
+    for part in parts:
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _env_source(names: list[str]) -> str:
+    if len(names) == 1:
+        return f"environment variable {names[0]}"
+    return f"environment variables {', '.join(names)}"
+
+
+def default_config_file(platform: type[PlatformDirsABC] | None = None) -> Path:
+    """The per-user configuration file, from ``platformdirs``.
+
+    ``$XDG_CONFIG_HOME/mcp-imagegen/config.toml`` (a relative value is ignored;
+    else ``~/.config/...``) on Linux, ``~/Library/Application Support/...`` on
+    macOS (an absolute ``$XDG_CONFIG_HOME`` wins there too),
+    ``%LOCALAPPDATA%\\mcp-imagegen\\config.toml`` on Windows.
+
+    Args:
+        platform: A platformdirs class (``platformdirs.windows.Windows``, ...) to
+            apply another system's rules; the running system's by default.
+    """
+    dirs = (platform or platformdirs.PlatformDirs)(APP_NAME, appauthor=False)
+    return Path(dirs.user_config_dir) / "config.toml"
 
 
 def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """Return the configuration file to read, or ``None`` for embedded defaults.
 
     Order: ``explicit`` (``--config``), ``$MCP_IMAGEGEN_CONFIG``,
-    ``./mcp-imagegen.toml``, ``$XDG_CONFIG_HOME/mcp-imagegen/config.toml``.
+    ``./mcp-imagegen.toml``, then the per-user file (:func:`default_config_file`).
 
     Raises:
         ConfigurationError: if an explicitly named file does not exist.
@@ -220,11 +336,33 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
     local = Path("mcp-imagegen.toml")
     if local.is_file():
         return local.absolute()
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or "").expanduser()
-    if not config_home.is_absolute():  # the XDG spec says to ignore relative paths
-        config_home = Path.home() / ".config"
-    user = config_home / "mcp-imagegen" / "config.toml"
+    user = default_config_file()
     return user if user.is_file() else None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read and parse a TOML configuration file.
+
+    Raises:
+        ConfigurationError: naming the file and the line for unreadable files,
+            text that is not UTF-8 (TOML files must be) and invalid TOML.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: cannot read: {exc.strerror}.") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigurationError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+            "TOML files must be UTF-8: save the file as UTF-8."
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path}: invalid TOML: {exc}.") from None
 
 
 def load_settings(
@@ -246,6 +384,7 @@ def load_settings(
     """
     _check_env_names()
     path = find_config_file(config_file) if (config_file or search) else None
+    file_data = read_config_file(path) if path is not None else {}
     cls: type[Settings] = Settings
     if path is not None:
         cls = type(
@@ -253,20 +392,64 @@ def load_settings(
             (Settings,),
             {"model_config": {**Settings.model_config, "toml_file": path}},
         )
+    probe = Settings.model_construct()
+    probe._config_file = path
+    probe._file_data = file_data
+    probe._overrides = dict(overrides or {})
     try:
         settings = cls(**dict(overrides or {}))
-    except tomllib.TOMLDecodeError as exc:
+    except tomllib.TOMLDecodeError as exc:  # the file changed since it was read
         raise ConfigurationError(f"{path}: invalid TOML: {exc}.") from None
     except OSError as exc:
         raise ConfigurationError(f"{path}: cannot read: {exc.strerror}.") from None
+    except SettingsError as exc:
+        raise ConfigurationError(_env_parse_error(exc)) from None
     except pydantic.ValidationError as exc:
-        probe = Settings.model_construct()
-        probe._config_file = path
         raise ConfigurationError(
             format_validation_error(exc, probe.source_of)
         ) from None
     settings._config_file = path
+    settings._file_data = file_data
+    settings._overrides = dict(overrides or {})
+    _check_storage_keys(settings, settings.source_of)
     return settings
+
+
+def _env_parse_error(exc: SettingsError) -> str:
+    """Name the section and the variables pydantic-settings could not parse."""
+    match = re.search(r'field "([^"]+)"', str(exc))
+    section = match.group(1) if match else "?"
+    prefix = ENV_PREFIX + section.upper()
+    names = sorted(
+        n
+        for n in os.environ
+        if n.upper() == prefix or n.upper().startswith(prefix + "__")
+    )
+    shown = _env_source(names) if names else "the environment"
+    return (
+        f"Invalid configuration: {section}: cannot parse {shown}: a variable naming "
+        "a whole table or list must hold JSON; or set one key per variable, e.g. "
+        f"{prefix}__<KEY>=value [{shown}]"
+    )
+
+
+def _check_storage_keys(settings: Settings, source_of: Callable[[str], str]) -> None:
+    """Refuse unknown ``[storage]`` keys: only ``[storage.<type>]`` tables may be extra.
+
+    ``StorageSettings`` allows extra keys to carry the storage types' tables, so a
+    misspelt ``max_agee`` would otherwise be kept as an unused extra and
+    retention would quietly stay off.
+    """
+    for name, value in (settings.storage.model_extra or {}).items():
+        if isinstance(value, dict):
+            continue
+        key = f"storage.{name}"
+        close = difflib.get_close_matches(name, list(StorageSettings.model_fields), 1)
+        hint = f"; did you mean storage.{close[0]}?" if close else ""
+        raise ConfigurationError(
+            f"Invalid configuration: {key}: unknown setting (a storage type's own "
+            f"settings go in a [storage.<type>] table){hint} [{source_of(key)}]"
+        )
 
 
 def _check_env_names() -> None:
@@ -311,11 +494,13 @@ def settings_from_dict(data: Mapping[str, Any]) -> Settings:
             return (init_settings,)
 
     try:
-        return _Isolated(**dict(data))
+        settings = _Isolated(**dict(data))
     except pydantic.ValidationError as exc:
         raise ConfigurationError(
             format_validation_error(exc, lambda key: "the given settings")
         ) from None
+    _check_storage_keys(settings, lambda key: "the given settings")
+    return settings
 
 
 def format_validation_error(
@@ -324,16 +509,23 @@ def format_validation_error(
     """Render a pydantic error as lines ``key: problem (got value) [source]``."""
     lines = []
     for error in exc.errors(include_url=False):
-        key = prefix + ".".join(str(part) for part in error["loc"])
-        problem = error["msg"]
+        # A model-level error has an empty location: it is about the table itself.
+        key = (prefix + ".".join(str(part) for part in error["loc"])).rstrip(".")
+        problem = redact_url_text(error["msg"])
         if error["type"] == "extra_forbidden":
             problem = "unknown setting (check the spelling; see config.example.toml)"
         value = error.get("input")
         shown = ""
         if error["type"] != "missing" and isinstance(value, str | int | float | bool):
             if not is_secret_key(key) and "key" not in key:
-                shown = f" (got {_USERINFO.sub('://', repr(value))})"
-        lines.append(f"{key}: {problem}{shown} [{source_of(key)}]")
+                text = redact_url_text(value) if isinstance(value, str) else value
+                shown = f" (got {text!r})"
+        source = source_of(key)
+        if error["type"] == "missing" and source == DEFAULTS_SOURCE:
+            # A required key set nowhere: "the built-in defaults" would mislead.
+            env_name = ENV_PREFIX + key.replace(".", "__").upper()
+            source = f"not set: add it to the file or set {env_name}"
+        lines.append(f"{key}: {problem}{shown} [{source}]")
     return "Invalid configuration: " + "; ".join(lines)
 
 
@@ -372,8 +564,54 @@ _SECRET_WORDS = (
     "access_key",
     "api_key",
     "credential",
+    "signature",
+)
+#: Query parameters whose value is a secret though the name says little
+#: (presigned S3/GCS URLs, SAS tokens, API keys).
+_SECRET_QUERY_NAMES = frozenset(
+    {"sig", "key", "apikey", "auth", "pass", "passwd", "pwd", "code", "session"}
 )
 REDACTED = "**********"
+
+# ``scheme://userinfo@host``. With a ``:`` (user:password) the password may hold
+# anything but a line break (people paste ``'``, ``"``, spaces, ``/`` and ``@``
+# unencoded), so it runs to the LAST ``@`` on the line that is followed by a
+# host; this may hide more than the password, never less. Without a ``:`` the
+# userinfo (a user name or a bare token) holds no space and no ``/``.
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)"
+    r"(?:[^\s/?#@:]*:(?:(?!://)[^\n])*|[^\s/?#@]+)"
+    r"@(?=[\w\[])"
+)
+# ``?name=value`` / ``&name=value`` / ``;name=value`` inside a URL.
+_URL_QUERY_VALUE = re.compile(r"(?P<lead>[?&;](?P<name>[^=&#\s?;]+)=)[^&#\s;]*")
+
+
+def redact_url_text(text: str) -> str:
+    """Mask credentials in every URL found in ``text``.
+
+    Userinfo (``https://user:password@host``) and the values of secret-looking
+    query parameters (``?token=``, ``X-Amz-Signature=``, ``sig=``, ...) become
+    ``**********``. The one rule for config errors, the ``config`` output, logs
+    and plugin messages that echo URLs.
+
+    Args:
+        text: Any text: a URL, an error message, a log event.
+
+    Returns:
+        ``text`` with those parts masked; unchanged when it holds none.
+    """
+    if "://" not in text and "=" not in text:
+        return text
+    text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+    return _URL_QUERY_VALUE.sub(_mask_query_value, text)
+
+
+def _mask_query_value(match: re.Match[str]) -> str:
+    name = match["name"].lower()
+    if is_secret_key(name) or name in _SECRET_QUERY_NAMES:
+        return match["lead"] + REDACTED
+    return match[0]
 
 
 def is_secret_key(key: str) -> bool:
@@ -382,16 +620,23 @@ def is_secret_key(key: str) -> bool:
 
 
 def redact(data: dict[str, Any]) -> dict[str, Any]:
-    """Return ``data`` with the value of every secret-looking key masked."""
-    redacted: dict[str, Any] = _redact(data)
+    """Return ``data`` with secrets masked.
+
+    Masks the value of every secret-looking key and the credentials in every URL
+    held by a string (:func:`redact_url_text`), at any depth.
+    """
+    redacted: dict[str, Any] = redact_value(data)
     return redacted
 
 
-def _redact(value: Any, key: str = "") -> Any:
+def redact_value(value: Any, key: str = "") -> Any:
+    """Return ``value`` (found under ``key``) with secrets masked, at any depth."""
     if isinstance(value, dict):
-        return {k: _redact(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v, key) for v in value]
+        return {k: redact_value(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v, key) for v in value]
     if value and is_secret_key(key):
         return REDACTED
+    if isinstance(value, str):
+        return redact_url_text(value)
     return value

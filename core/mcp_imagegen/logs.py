@@ -9,16 +9,22 @@ from typing import Any
 
 import structlog
 
-from mcp_imagegen.config import REDACTED, LoggingSettings, is_secret_key
+# REDACTED is re-exported: callers and tests import it from here.
+from mcp_imagegen.config import REDACTED as REDACTED
+from mcp_imagegen.config import LoggingSettings, redact_value
 
 
 def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: mask values whose key looks like a secret."""
-    for key in list(event_dict):
-        if is_secret_key(key):
-            event_dict[key] = REDACTED
+    """structlog processor: mask secrets in every value of an event.
+
+    Values whose key looks like a secret are masked whole; every string (the
+    event text too, at any depth) has the credentials of its URLs masked
+    (:func:`mcp_imagegen.config.redact_url_text`).
+    """
+    for key, value in list(event_dict.items()):
+        event_dict[key] = redact_value(value, key)
     return event_dict
 
 

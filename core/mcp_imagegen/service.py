@@ -118,6 +118,7 @@ class ImageService:
         """
         if plugins is None:
             plugins = load_plugins(settings.plugins.disabled)
+        settings.check_default_backend(plugins.component_types("backend"))
         backends: dict[str, InferenceBackend] = {}
         for name, raw in settings.backend_instances().items():
             backend = _build_named(settings, plugins, "backend", "backends", name, raw)
@@ -138,6 +139,13 @@ class ImageService:
             f"storage.{storage_type}",
         )
         storage = storage_cls(storage_options, instance_name=storage_type)
+        for table in settings.storage.table_names():
+            # Tables of other registered types may wait for a switch of backend;
+            # a table naming no type at all is a typo and must not pass silently.
+            key = f"storage.{table}"
+            plugins.component_type(
+                "storage", table, key=key, source=settings.source_of(key)
+            )
         assert isinstance(storage, ImageStorage)
 
         steps: dict[str, PostProcessor] = {}

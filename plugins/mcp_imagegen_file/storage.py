@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+import platformdirs
 import structlog
+from platformdirs.api import PlatformDirsABC
 from pydantic import Field, field_validator
 
 from mcp_imagegen import (
@@ -42,16 +44,21 @@ _TEMP_PREFIX = ".tmp-"
 _EXTENSION_CACHE_SIZE = 4096
 
 
-def default_directory() -> Path:
-    """``$XDG_DATA_HOME/mcp-imagegen/images``, else ``~/.local/share/...``.
+def default_directory(platform: type[PlatformDirsABC] | None = None) -> Path:
+    """The per-user image directory, from ``platformdirs``.
 
-    A relative ``XDG_DATA_HOME`` is ignored, as the XDG spec asks: it would make
-    the directory depend on where the server was started.
+    ``$XDG_DATA_HOME/mcp-imagegen/images`` (else ``~/.local/share/...``) on Linux,
+    ``~/Library/Application Support/mcp-imagegen/images`` on macOS,
+    ``%LOCALAPPDATA%\\mcp-imagegen\\images`` on Windows. A relative
+    ``XDG_DATA_HOME`` is ignored, as the XDG spec asks: it would make the
+    directory depend on where the server was started.
+
+    Args:
+        platform: A platformdirs class to apply another system's rules; the
+            running system's by default.
     """
-    data_home = Path(os.environ.get("XDG_DATA_HOME") or "").expanduser()
-    if not data_home.is_absolute():
-        data_home = Path.home() / ".local" / "share"
-    return data_home / "mcp-imagegen" / "images"
+    dirs = (platform or platformdirs.PlatformDirs)("mcp-imagegen", appauthor=False)
+    return Path(dirs.user_data_dir) / "images"
 
 
 class FileStorageSettings(ComponentSettings):

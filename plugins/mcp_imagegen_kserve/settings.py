@@ -9,7 +9,7 @@ from typing import Literal
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from mcp_imagegen import ComponentSettings
+from mcp_imagegen import ComponentSettings, redact_url_text
 
 Scalar = str | int | float | bool
 
@@ -120,10 +120,17 @@ class KServeSettings(ComponentSettings):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
+        # Before parsing: a password holding '/', '@' or a space parses as a
+        # host or port, and the parser's message would echo it.
+        if redact_url_text(value) != value:
+            raise ValueError(
+                "must not carry credentials (user:password@ or a secret query "
+                "value); set the token setting through the environment instead"
+            )
         try:
             url = httpx.URL(value.strip())
         except httpx.InvalidURL as exc:
-            raise ValueError(f"not a valid URL ({exc})") from None
+            raise ValueError(f"not a valid URL ({redact_url_text(str(exc))})") from None
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("must be an http:// or https:// URL with a host")
         if url.query or url.fragment:

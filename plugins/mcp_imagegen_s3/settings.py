@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from mcp_imagegen import ComponentSettings
+from mcp_imagegen import ComponentSettings, redact_url_text
 
 #: SigV4 presigned URLs cannot live longer than seven days.
 MAX_PRESIGN_EXPIRY = timedelta(days=7)
@@ -23,8 +23,10 @@ def _check_http_url(value: str, setting: str) -> str:
     return value.rstrip("/")
 
 
-def _has_userinfo(value: object) -> bool:
-    return isinstance(value, str) and "@" in urlsplit(value).netloc
+def _has_credentials(value: object) -> bool:
+    # urlsplit alone misses a password holding '/' ("u:pa/ss@host" has netloc
+    # "u:pa"); the shared redaction rule sees every form.
+    return isinstance(value, str) and redact_url_text(value) != value
 
 
 class S3StorageSettings(ComponentSettings):
@@ -90,9 +92,10 @@ class S3StorageSettings(ComponentSettings):
         # URL (and its password) as the error's input, which error reports show.
         if isinstance(data, dict):
             for setting in ("endpoint_url", "public_base_url"):
-                if _has_userinfo(data.get(setting)):
+                if _has_credentials(data.get(setting)):
                     raise ValueError(
-                        f"{setting} must not embed credentials; use access_key_id "
+                        f"{setting} must not embed credentials (user:password@ or a "
+                        "secret query value such as ?token=); use access_key_id "
                         "and secret_access_key (or the AWS credential chain) instead"
                     )
         return data

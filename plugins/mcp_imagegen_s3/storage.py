@@ -38,6 +38,7 @@ from mcp_imagegen import (
     StoredImage,
     ValidationError,
     image_id_time,
+    redact_url_text,
     validate_image_id,
 )
 from mcp_imagegen_s3.settings import S3StorageSettings
@@ -133,7 +134,8 @@ class S3Storage(ImageStorage):
         self._prefix = settings.prefix
         self._client: Any = None
         self._stack: AsyncExitStack | None = None
-        self._endpoint = settings.endpoint_url or "AWS S3"
+        # Shown in logs and errors only, so masked once here.
+        self._endpoint = redact_url_text(settings.endpoint_url or "AWS S3")
         self._batch_delete = True
         self._extensions: OrderedDict[str, str] = OrderedDict()
 
@@ -185,11 +187,12 @@ class S3Storage(ImageStorage):
             except BotoCoreError as exc:  # bad profile, region, CA bundle, ...
                 raise ConfigurationError(
                     f"Cannot create the S3 client for bucket '{s.bucket}' at "
-                    f"{self._endpoint}: {type(exc).__name__}: {exc}. Check "
+                    f"{self._endpoint}: {type(exc).__name__}: "
+                    f"{redact_url_text(str(exc))}. Check "
                     "storage.s3.profile, region and ca_bundle."
                 ) from exc
             self._stack = stack
-            self._endpoint = str(self._client.meta.endpoint_url)
+            self._endpoint = redact_url_text(str(self._client.meta.endpoint_url))
             await self._check_bucket()
         except BaseException:
             self._client = None

@@ -17,4 +17,4 @@ def test_invalid_value_with_url_credentials_is_echoed_without_them() -> None:
     message = str(caught.value)
     assert "limits.max_side" in message
     assert "hunter2" not in message and "bob" not in message
-    assert "https://example.com/x" in message
+    assert "https://**********@example.com/x" in message
