@@ -47,6 +47,7 @@ from mcp_imagegen import (
     ProgressReporter,
     ValidationError,
     __version__,
+    redact_url_text,
 )
 from mcp_imagegen_kserve.responses import (
     ParsedImage,
@@ -631,7 +632,7 @@ class KServeBackend(InferenceBackend):
         key = f"backends.{self.instance_name}.url"
         self._fail(
             BackendUnavailableError,
-            f"nothing accepts connections at {_without_credentials(self.settings.url)}"
+            f"nothing accepts connections at {redact_url_text(self.settings.url)}"
             f" (connection refused); check {key}. Not retried: a refused first "
             "connection means a wrong host or port, not a model that is loading.",
         )
@@ -858,11 +859,6 @@ def _connection_refused(exc: BaseException) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
-
-
-def _without_credentials(url: str) -> str:
-    """Return ``url`` without ``user:password@`` (settings refuse them anyway)."""
-    return str(httpx.URL(url).copy_with(userinfo=b""))
 
 
 def _v1_ready(response: httpx.Response) -> bool:
