@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
+import anyio
 import httpx
 import pytest
 from PIL import Image
@@ -400,6 +401,32 @@ class StorageContract:
 
         with pytest.raises(ValidationError):
             await storage.list(limit=limit)
+
+    async def test_list_skips_records_deleted_while_it_reads(
+        self, storage: ImageStorage
+    ) -> None:
+        items = [make_record() for _ in range(40)]
+        await save_many(storage, items)
+        saved = {record.id: record for record, _ in items}
+        pages: list[list[ImageRecord]] = []
+
+        async def list_repeatedly() -> None:
+            for _ in range(40):
+                pages.append((await storage.list(limit=40)).items)
+
+        async def delete_all() -> None:
+            for record, _ in items:
+                await storage.delete(record.id)
+
+        # Deletes land between a listing and the reads of the records it found;
+        # a page holds what still exists, never an error.
+        async with anyio.create_task_group() as group:
+            group.start_soon(list_repeatedly)
+            group.start_soon(delete_all)
+
+        for page in pages:
+            assert all(saved[record.id] == record for record in page)
+        assert (await storage.list(limit=40)).items == []
 
     # -- delete ------------------------------------------------------------------
 
