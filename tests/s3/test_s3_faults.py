@@ -1,0 +1,73 @@
+"""Saves and listings when a request hangs, fails or is cancelled half-way.
+
+The faults come from a loopback proxy between the storage and the real SeaweedFS
+(tests/s3/proxy.py), never from inside the storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+import pytest
+
+from mcp_imagegen import StorageError
+from mcp_imagegen.testing import make_record, save_many
+from mcp_imagegen_s3 import S3Storage, S3StorageSettings
+from tests.s3.proxy import Action, FaultyProxy
+from tests.s3.seaweed import TEST_BUCKET, SeaweedServer
+from tests.s3.test_s3_storage import keys_under
+
+pytestmark = [pytest.mark.anyio, pytest.mark.s3]
+
+Build = Callable[..., S3StorageSettings]
+
+
+def hold_record_puts(method: str, path: str) -> Action:
+    return "hold" if method == "PUT" and path.endswith(".json") else "pass"
+
+
+async def test_a_save_cancelled_in_flight_leaves_no_object(
+    seaweed: SeaweedServer, s3_settings: Build, unique_prefix: str
+) -> None:
+    record, data = make_record()
+    async with FaultyProxy(seaweed.endpoint, hold_record_puts) as proxy:
+        settings = s3_settings(endpoint_url=proxy.endpoint)
+        async with S3Storage(settings) as storage, anyio.create_task_group() as group:
+            group.start_soon(storage.save, record, data)
+            await proxy.arrived.wait()  # the image is written, its record hangs
+            group.cancel_scope.cancel()
+
+    assert ("PUT", f"/{TEST_BUCKET}/{unique_prefix}{record.id}.json") not in (
+        proxy.forwarded
+    )  # the record PUT was aborted, never sent on
+    assert keys_under(seaweed, unique_prefix) == set()
+
+
+async def test_a_failing_record_read_cancels_the_other_reads_of_the_page(
+    seaweed: SeaweedServer, s3_settings: Build, unique_prefix: str
+) -> None:
+    items = [make_record() for _ in range(5)]
+    async with S3Storage(s3_settings()) as direct:
+        await save_many(direct, items)
+    failing = f"{items[2][0].id}.json"
+
+    def rule(method: str, path: str) -> Action:
+        if method != "GET" or not path.endswith(".json"):
+            return "pass"
+        return "fail" if path.endswith(failing) else "hold"
+
+    async with FaultyProxy(seaweed.endpoint, rule) as proxy:
+        settings = s3_settings(endpoint_url=proxy.endpoint, max_attempts=1)
+        async with S3Storage(settings) as storage:
+            with pytest.raises(StorageError, match="InternalError"):
+                await storage.list(limit=10)
+            # The held reads were aborted by the failure: their client connections
+            # close, so the proxy drops them (bounded wait for it to notice).
+            for _ in range(200):
+                if proxy.held == 0:
+                    break
+                await anyio.sleep(0.05)
+
+        assert (proxy.held, proxy.dropped) == (0, 4)
+        assert not [p for m, p in proxy.forwarded if m == "GET" and p.endswith(".json")]
