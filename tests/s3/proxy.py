@@ -15,7 +15,7 @@ from typing import Literal
 import aiohttp
 from aiohttp import web
 
-Action = Literal["pass", "hold", "fail"]
+Action = Literal["pass", "hold", "fail", "hold_then_fail"]
 #: ``(method, path) -> action``; the path includes the bucket (path-style).
 Rule = Callable[[str, str], Action]
 
@@ -42,6 +42,9 @@ _FAILURE = (
 class FaultyProxy:
     """Forwards to ``upstream``; ``rule`` decides per request what happens.
 
+    ``hold`` waits for :meth:`release`, then forwards; ``hold_then_fail`` waits for
+    :meth:`fail_held`, then answers 500; ``fail`` answers 500 at once.
+
     Attributes:
         held: Requests waiting for :meth:`release` right now.
         arrived: Set whenever a request is held.
@@ -57,6 +60,7 @@ class FaultyProxy:
         self.arrived = asyncio.Event()
         self.forwarded: list[tuple[str, str]] = []
         self._release = asyncio.Event()
+        self._fail = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.endpoint = ""
@@ -85,24 +89,31 @@ class FaultyProxy:
         """Let every held request (and later ones the rule holds) through."""
         self._release.set()
 
+    def fail_held(self) -> None:
+        """Answer the ``hold_then_fail`` requests (and later ones) with a 500."""
+        self._fail.set()
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         action = self.rule(request.method, request.path)
         body = await request.read()
-        if action == "fail":
+        if action in ("hold", "hold_then_fail"):
+            await self._hold(self._release if action == "hold" else self._fail)
+        if action in ("fail", "hold_then_fail"):
             return web.Response(
                 status=500, body=_FAILURE, content_type="application/xml"
             )
-        if action == "hold":
-            self.held += 1
-            self.arrived.set()
-            try:
-                await self._release.wait()
-            except asyncio.CancelledError:
-                self.dropped += 1
-                raise
-            finally:
-                self.held -= 1
         return await self._forward(request, body)
+
+    async def _hold(self, until: asyncio.Event) -> None:
+        self.held += 1
+        self.arrived.set()
+        try:
+            await until.wait()
+        except asyncio.CancelledError:
+            self.dropped += 1
+            raise
+        finally:
+            self.held -= 1
 
     async def _forward(self, request: web.Request, body: bytes) -> web.Response:
         assert self._session is not None

@@ -55,19 +55,31 @@ async def test_a_failing_record_read_cancels_the_other_reads_of_the_page(
     def rule(method: str, path: str) -> Action:
         if method != "GET" or not path.endswith(".json"):
             return "pass"
-        return "fail" if path.endswith(failing) else "hold"
+        return "hold_then_fail" if path.endswith(failing) else "hold"
 
     async with FaultyProxy(seaweed.endpoint, rule) as proxy:
         settings = s3_settings(endpoint_url=proxy.endpoint, max_attempts=1)
         async with S3Storage(settings) as storage:
-            with pytest.raises(StorageError, match="InternalError"):
-                await storage.list(limit=10)
-            # The held reads were aborted by the failure: their client connections
-            # close, so the proxy drops them (bounded wait for it to notice).
-            for _ in range(200):
-                if proxy.held == 0:
-                    break
-                await anyio.sleep(0.05)
 
-        assert (proxy.held, proxy.dropped) == (0, 4)
+            async def fail_once_all_reads_hang() -> None:
+                await _until(lambda: proxy.held == len(items))
+                proxy.fail_held()
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(fail_once_all_reads_hang)
+                with pytest.raises(StorageError, match="InternalError"):
+                    await storage.list(limit=10)
+            # The other reads were aborted by the failure: their connections
+            # close, so the proxy drops them rather than forwarding them later.
+            await _until(lambda: proxy.held == 0)
+
+        assert (proxy.held, proxy.dropped) == (0, len(items) - 1)
         assert not [p for m, p in proxy.forwarded if m == "GET" and p.endswith(".json")]
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait (bounded) for ``condition``; the assertions after it say what failed."""
+    for _ in range(400):
+        if condition():
+            return
+        await anyio.sleep(0.025)
