@@ -197,6 +197,21 @@ async def _image_info(service: ImageService, record: ImageRecord) -> ImageInfo:
     )
 
 
+async def _listed_infos(
+    service: ImageService, records: list[ImageRecord]
+) -> list[ImageInfo]:
+    """Entries for a listed page; images deleted since the listing are left out."""
+    infos: list[ImageInfo] = []
+    for record in records:
+        try:
+            infos.append(await _image_info(service, record))
+        except ImageNotFoundError:
+            # Another call deleted it after the page was read (url_for may need
+            # its record again): the page shows what exists, it does not fail.
+            continue
+    return infos
+
+
 def _short(text: str, length: int) -> str:
     return text if len(text) <= length else text[: length - 1] + "…"
 
@@ -433,7 +448,7 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
         async def work() -> ImageList:
             page = await service.list_images(limit, cursor)
             return ImageList(
-                images=[await _image_info(service, r) for r in page.items],
+                images=await _listed_infos(service, page.items),
                 next_cursor=page.next_cursor,
             )
 

@@ -11,10 +11,10 @@ plugin costs nothing when another storage is configured.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import builtins
+import functools
 import re
 import time
 from collections import OrderedDict
@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, NoReturn
 from urllib.parse import quote
 
+import anyio
 import pydantic
 import structlog
 from pydantic import SecretStr
@@ -116,6 +117,16 @@ def _is_s3_answer(exc: BaseException) -> bool:
     from botocore.exceptions import ClientError
 
     return isinstance(exc, ClientError)
+
+
+def _orphan_keys(
+    objects: builtins.list[dict[str, Any]], older_than: datetime
+) -> builtins.list[str]:
+    """The image keys among one id's objects, if it has no record, that are old."""
+    keys = [str(obj["Key"]) for obj in objects]
+    if any(key.endswith("." + _RECORD_EXTENSION) for key in keys):
+        return []
+    return [str(obj["Key"]) for obj in objects if obj["LastModified"] < older_than]
 
 
 class S3Storage(ImageStorage):
@@ -415,7 +426,9 @@ class S3Storage(ImageStorage):
                         raise
                     self._batch_delete = False
                     log.info("s3_batch_delete_unsupported", endpoint=self._endpoint)
-            await self._gather_bounded([self._delete_one(bucket, key) for key in batch])
+            await self._gather_bounded(
+                [functools.partial(self._delete_one, bucket, key) for key in batch]
+            )
 
     async def _delete_batch(self, batch: list[str]) -> None:
         bucket = self.settings.bucket
@@ -442,14 +455,32 @@ class S3Storage(ImageStorage):
 
         await self._call("delete", key, delete_object)
 
-    async def _gather_bounded(self, calls: list[Awaitable[Any]]) -> list[Any]:
-        semaphore = asyncio.Semaphore(_RECORD_FETCH_CONCURRENCY)
+    async def _gather_bounded(
+        self, calls: builtins.list[Callable[[], Awaitable[Any]]]
+    ) -> builtins.list[Any]:
+        """Run ``calls`` with a bounded number in flight; results in call order.
 
-        async def bounded(call: Awaitable[Any]) -> Any:
-            async with semaphore:
-                return await call
+        A task group rather than ``asyncio.gather``: when one call fails the others
+        are cancelled (their requests aborted), and none outlives this method.
+        """
+        limiter = anyio.CapacityLimiter(_RECORD_FETCH_CONCURRENCY)
+        results: builtins.list[Any] = [None] * len(calls)
 
-        return list(await asyncio.gather(*(bounded(c) for c in calls)))
+        async def bounded(index: int, call: Callable[[], Awaitable[Any]]) -> None:
+            async with limiter:
+                results[index] = await call()
+
+        try:
+            async with anyio.create_task_group() as group:
+                for index, call in enumerate(calls):
+                    group.start_soon(bounded, index, call)
+        except BaseExceptionGroup as group_error:
+            # Callers handle the storage's own errors: raise the first one alone.
+            first = group_error.exceptions[0]
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from None
+        return results
 
     async def _keys(
         self,
@@ -460,6 +491,19 @@ class S3Storage(ImageStorage):
     ) -> AsyncIterator[list[str]]:
         """Yield pages of keys in ascending order, from ``start_after`` (exclusive)
         up to ``stop_at`` (exclusive)."""
+        async for page in self._objects(
+            start_after=start_after, stop_at=stop_at, prefix=prefix
+        ):
+            yield [obj["Key"] for obj in page]
+
+    async def _objects(
+        self,
+        *,
+        start_after: str | None = None,
+        stop_at: str | None = None,
+        prefix: str | None = None,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Like :meth:`_keys`, with each object's listing entry (``LastModified``)."""
         bucket = self.settings.bucket
         kwargs: dict[str, Any] = {
             "Bucket": bucket,
@@ -471,11 +515,11 @@ class S3Storage(ImageStorage):
             response = await self._call(
                 "list", kwargs["Prefix"] + "*", self._list_call(dict(kwargs))
             )
-            keys = [obj["Key"] for obj in response.get("Contents") or []]
-            if stop_at is not None and keys and keys[-1] >= stop_at:
-                yield [key for key in keys if key < stop_at]
+            objects: list[dict[str, Any]] = response.get("Contents") or []
+            if stop_at is not None and objects and objects[-1]["Key"] >= stop_at:
+                yield [obj for obj in objects if obj["Key"] < stop_at]
                 return
-            yield keys
+            yield objects
             token = response.get("NextContinuationToken")
             if not response.get("IsTruncated") or not token:
                 return
@@ -495,18 +539,16 @@ class S3Storage(ImageStorage):
         validate_image_id(record.id)
         started = time.perf_counter()
         image_key = self._image_key(record)
-        await self._put(image_key, data, record.mime_type)
+        record_key = self._record_key(record.id)
         try:
+            await self._put(image_key, data, record.mime_type)
             await self._put(
-                self._record_key(record.id),
-                record.model_dump_json().encode(),
-                "application/json",
+                record_key, record.model_dump_json().encode(), "application/json"
             )
-        except Exception:
-            try:
-                await self._delete_keys([image_key])
-            except StorageError:
-                log.warning("s3_orphan_image_left", key=image_key)
+        except BaseException:
+            # Failed or cancelled (a client gave up, the server shuts down): a put
+            # in flight may still have landed, so remove both, record first.
+            await self._undo_save([record_key, image_key])
             raise
         self._remember(record)
         log.debug(
@@ -515,6 +557,17 @@ class S3Storage(ImageStorage):
             bytes=len(data),
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
+
+    async def _undo_save(self, keys: builtins.list[str]) -> None:
+        """Delete what an unfinished save wrote, even while being cancelled."""
+        # Shielded, so a cancelled save does not leave an image without a record;
+        # bounded by the client's own connect/read timeouts and retry limit.
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._delete_keys(keys)
+            except StorageError:
+                # remove_orphans sweeps it once it is older than orphan_grace.
+                log.warning("s3_orphan_image_left", key=keys[-1])
 
     async def get_record(self, image_id: str) -> ImageRecord:
         """Read an image's record.
@@ -562,7 +615,7 @@ class S3Storage(ImageStorage):
         ids = await self._newest_ids(limit + 1, before)
         page_ids = ids[:limit]
         records = await self._gather_bounded(
-            [self._record_or_none(i) for i in page_ids]
+            [functools.partial(self._record_or_none, i) for i in page_ids]
         )
         items = [record for record in records if record is not None]
         next_cursor = self._encode_cursor(page_ids[-1]) if len(ids) > limit else None
@@ -704,6 +757,53 @@ class S3Storage(ImageStorage):
                 "s3_expired_images_deleted", count=deleted, older_than=str(older_than)
             )
         return deleted
+
+    async def remove_orphans(self, older_than: datetime) -> int:
+        """Delete image objects without a record last modified before ``older_than``.
+
+        A save interrupted between its two puts (a crash, an outage) or a delete
+        interrupted between its two deletes leaves an image object without its
+        record: invisible, never listed, never expired. Saves use single PUTs, so
+        no multipart uploads are left. Objects under the prefix that are not this
+        server's are never touched.
+
+        Returns:
+            How many objects were deleted.
+        """
+        cutoff = (
+            older_than.replace(tzinfo=UTC) if older_than.tzinfo is None else older_than
+        )
+        removed = 0
+        orphans: builtins.list[str] = []
+        async for objects in self._objects_by_id():
+            orphans.extend(_orphan_keys(objects, cutoff))
+            if len(orphans) >= _BATCH_DELETE_SIZE:  # keep memory flat
+                await self._delete_keys(orphans)
+                removed, orphans = removed + len(orphans), []
+        await self._delete_keys(orphans)
+        removed += len(orphans)
+        if removed:
+            log.info("s3_orphans_removed", count=removed, older_than=str(cutoff))
+        return removed
+
+    async def _objects_by_id(self) -> AsyncIterator[builtins.list[dict[str, Any]]]:
+        """Yield the listing entries of each id's objects (image and record)."""
+        # Keys sort by id, so one id's objects are neighbours (perhaps split
+        # across two listing pages).
+        current: str | None = None
+        group: builtins.list[dict[str, Any]] = []
+        async for page in self._objects():
+            for obj in page:
+                parsed = self._parse_key(obj["Key"])
+                if parsed is None:
+                    continue
+                if parsed[0] != current and group:
+                    yield group
+                    group = []
+                current = parsed[0]
+                group.append(obj)
+        if group:
+            yield group
 
     async def url_for(self, image_id: str) -> str:
         """Return a presigned GET URL, or a ``public_base_url`` link.

@@ -231,6 +231,15 @@ class SeaweedServer:
             for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
                 sock.unlink(missing_ok=True)
 
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL), as a crash or an outage would."""
+        process = self.process
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        self.stop()
+
     def restart(self) -> None:
         """Stop and start again on the same ports and data directory."""
         self.stop()

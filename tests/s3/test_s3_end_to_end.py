@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from mcp import Client
@@ -86,3 +87,36 @@ async def test_server_with_a_missing_bucket_fails_to_start_naming_it(
     with pytest.raises(ConfigurationError, match=f"'{bucket}'.*NoSuchBucket"):
         async with Client(create_server(settings)):
             pass
+
+
+async def test_list_images_never_fails_while_listed_images_are_deleted(
+    s3_server_settings: Callable[..., Settings],
+) -> None:
+    # Issue 8, item 1: a listed image deleted before its entry was built turned
+    # the whole listing into "No image with id ... exists".
+    failures: list[str] = []
+    async with Client(create_server(s3_server_settings())) as client:
+        for _ in range(8):
+            made = await client.call_tool(
+                "generate_image", {"prompt": "soak", "num_images": 4}
+            )
+            assert not made.is_error, made.content
+        listed = await client.call_tool("list_images", {"limit": 100})
+        ids = [i["id"] for i in listed.structured_content["images"]]  # type: ignore[index]
+
+        async def list_repeatedly() -> None:
+            for _ in range(60):
+                result = await client.call_tool("list_images", {"limit": 100})
+                if result.is_error:
+                    failures.append(str(result.content))
+
+        async def delete_all() -> None:
+            for image_id in ids:
+                await client.call_tool("delete_image", {"image_id": image_id})
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(list_repeatedly)
+            group.start_soon(list_repeatedly)
+            group.start_soon(delete_all)
+
+    assert failures == []

@@ -225,6 +225,31 @@ async def test_image_without_record_is_invisible_and_delete_removes_it(
     assert keys_under(seaweed, unique_prefix) == set()
 
 
+async def test_remove_orphans_leaves_foreign_objects_and_records_alone(
+    s3_storage: S3Storage, seaweed: SeaweedServer, unique_prefix: str
+) -> None:
+    client = seaweed.client()
+    foreign = {
+        f"{unique_prefix}notes.txt",
+        f"{unique_prefix}{new_image_id()}.png.bak",
+        f"{unique_prefix}nested/{new_image_id()}.png",
+    }
+    for key in foreign:
+        client.put_object(Bucket=TEST_BUCKET, Key=key, Body=b"not ours")
+    record, data = make_record()
+    await s3_storage.save(record, data)
+    orphan = f"{unique_prefix}{new_image_id()}.png"
+    client.put_object(Bucket=TEST_BUCKET, Key=orphan, Body=b"half saved")
+
+    removed = await s3_storage.remove_orphans(datetime.now(UTC) + timedelta(seconds=1))
+
+    assert removed == 1
+    assert keys_under(seaweed, unique_prefix) == foreign | {
+        f"{unique_prefix}{record.id}.png",
+        f"{unique_prefix}{record.id}.json",
+    }
+
+
 async def test_failed_record_write_removes_the_image_again(
     s3_storage: S3Storage, seaweed: SeaweedServer, unique_prefix: str
 ) -> None:

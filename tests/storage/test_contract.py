@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
-from mcp_imagegen.testing import StorageContract
+from mcp_imagegen import ImageStorage
+from mcp_imagegen.testing import StorageContract, make_record
 from mcp_imagegen_file.storage import FileStorage
 from mcp_imagegen_s3 import S3Storage
-from tests.s3.seaweed import SeaweedServer
+from tests.s3.seaweed import TEST_BUCKET, SeaweedServer
 
 
 class TestFileStorageContract(StorageContract):
@@ -26,6 +29,25 @@ class TestFileStorageContract(StorageContract):
 class TestS3StorageContract(StorageContract):
     @pytest.fixture
     async def storage(self, seaweed: SeaweedServer) -> AsyncIterator[S3Storage]:
-        table = seaweed.storage_table(prefix=f"contract-{uuid.uuid4().hex[:12]}")
+        table = seaweed.storage_table(prefix=f"contract-{uuid.uuid4().hex[:12]}/")
+        self.seaweed, self.prefix = seaweed, table["prefix"]
         async with S3Storage(S3Storage.Settings.model_validate(table)) as storage:
             yield storage
+
+    async def plant_leftovers(self, storage: ImageStorage) -> int:
+        # A save writes the image first and its record last: one killed between
+        # the two puts (or a delete killed between its two deletes) leaves an
+        # image object without a record. Saves use single PUTs, no multipart.
+        client = self.seaweed.client()
+        for extension, mime_type in (("png", "image/png"), ("webp", "image/webp")):
+            record, data = make_record(mime_type=mime_type)
+            key = f"{self.prefix}{record.id}.{extension}"
+            put = functools.partial(
+                client.put_object,
+                Bucket=TEST_BUCKET,
+                Key=key,
+                Body=data,
+                ContentType=mime_type,
+            )
+            await anyio.to_thread.run_sync(put)
+        return 2
