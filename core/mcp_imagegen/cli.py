@@ -123,11 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings) -> int:
-    from mcp_imagegen.app import create_server
+    from mcp_imagegen.app import create_server, serve_stdio
 
     server = create_server(settings)
     try:
-        server.run("stdio")
+        return anyio.run(serve_stdio, server)
     except BaseExceptionGroup as group:
         # The SDK enters the lifespan inside its task groups, so a component that
         # fails to start (an unwritable image directory, an unreachable bucket)
@@ -139,7 +139,6 @@ def _serve(settings: Settings) -> int:
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
         raise first from None
-    return EXIT_OK
 
 
 def _config(settings: Settings) -> int:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import json
+import signal
+import subprocess
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 import pytest
@@ -64,3 +67,104 @@ async def test_serve_over_stdio_lists_tools_generates_with_progress_and_serves_l
     assert stored.read_bytes() == data
     log = (tmp_path / "server.log").read_text()
     assert '"event": "image_generated"' in log
+
+
+# -- process lifecycle: signals and vanished clients ---------------------------------
+
+
+def _send(process: subprocess.Popen[bytes], message: dict[str, Any]) -> None:
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(message).encode() + b"\n")
+    process.stdin.flush()
+
+
+def _read_message(process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line, "the server closed stdout"
+    message: dict[str, Any] = json.loads(line)
+    return message
+
+
+def _start_slow_generation(
+    subprocess_env: dict[str, str], tmp_path: Path, errlog: IO[bytes]
+) -> subprocess.Popen[bytes]:
+    """Start ``serve``, initialize, and return once a slow call reports progress."""
+    process = subprocess.Popen(
+        [str(MCP_IMAGEGEN_BIN), "serve"],
+        env={
+            **subprocess_env,
+            "MCP_IMAGEGEN_BACKENDS__PLACEHOLDER__DELAY_MS": "500",
+            "MCP_IMAGEGEN_LOGGING__FORMAT": "json",
+        },
+        cwd=tmp_path / "work",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=errlog,
+    )
+    _send(process, {
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "0"},
+        },
+    })  # fmt: skip
+    assert _read_message(process)["id"] == 1
+    _send(process, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+    _send(process, {
+        "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {
+            "name": "generate_image",
+            "arguments": {"prompt": "slow", "width": 64, "height": 64, "steps": 50},
+            "_meta": {"progressToken": "p"},
+        },
+    })  # fmt: skip
+    for _ in range(20):
+        if _read_message(process).get("method") == "notifications/progress":
+            return process
+    raise AssertionError("no progress notification")
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
+)
+def test_serve_exits_on_a_signal_with_stdin_open_and_leaves_no_partial_files(
+    signum: signal.Signals, code: int, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    with (tmp_path / "server.log").open("wb") as errlog:
+        process = _start_slow_generation(subprocess_env, tmp_path, errlog)
+        try:
+            process.send_signal(signum)
+            returncode = process.wait(timeout=30)
+        finally:
+            process.kill()
+            process.wait()
+
+    log = (tmp_path / "server.log").read_text()
+    assert returncode == code, log
+    assert "Traceback" not in log
+    images = tmp_path / "data" / "mcp-imagegen" / "images"
+    assert not list(images.glob(".tmp-*"))
+    assert not list(images.glob("*.png"))
+
+
+def test_a_client_that_vanishes_mid_call_makes_serve_exit_quietly(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    with (tmp_path / "server.log").open("wb") as errlog:
+        process = _start_slow_generation(subprocess_env, tmp_path, errlog)
+        assert process.stdin is not None and process.stdout is not None
+        # The client dies: both ends of its pipes close.
+        process.stdout.close()
+        process.stdin.close()
+        try:
+            returncode = process.wait(timeout=30)
+        finally:
+            process.kill()
+            process.wait()
+
+    log = (tmp_path / "server.log").read_text()
+    assert returncode == 0, log
+    assert "Traceback" not in log
+    assert "BrokenPipeError" not in log
+    assert log.count('"event": "client_disconnected"') == 1
