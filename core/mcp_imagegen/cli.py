@@ -20,37 +20,65 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
 
+def _global_options(*, suppress: bool) -> argparse.ArgumentParser:
+    """The options every command takes, before or after the command name.
+
+    The sub-commands get a copy whose defaults are ``SUPPRESS``: an option given
+    only before the command is then not overwritten by the sub-parser's default.
+    """
+    options = argparse.ArgumentParser(add_help=False)
+    default: Any = argparse.SUPPRESS if suppress else None
+    options.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        default=default,
+        help="TOML configuration file to read.",
+    )
+    options.add_argument(
+        "--backend",
+        metavar="NAME",
+        default=default,
+        help="Default backend instance (generation.backend).",
+    )
+    options.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error", "critical"],
+        default=default,
+        help="Log level (logging.level).",
+    )
+    options.add_argument(
+        "--log-format",
+        choices=["auto", "console", "json"],
+        default=default,
+        help="logging.format.",
+    )
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser (exposed for the docs and tests)."""
+    """Return the argument parser (exposed for the docs and tests).
+
+    Global options (``--config``, ``--backend``, ``--log-level``, ``--log-format``)
+    are accepted before and after the sub-command.
+    """
     parser = argparse.ArgumentParser(
         prog="mcp-imagegen",
         description="MCP server that turns text prompts into images.",
+        parents=[_global_options(suppress=False)],
     )
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {__version__}"
     )
-    parser.add_argument(
-        "-c", "--config", metavar="PATH", help="TOML configuration file to read."
-    )
-    parser.add_argument(
-        "--backend",
-        metavar="NAME",
-        help="Default backend instance (generation.backend).",
-    )
-    parser.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error", "critical"],
-        help="Log level (logging.level).",
-    )
-    parser.add_argument(
-        "--log-format", choices=["auto", "console", "json"], help="logging.format."
-    )
+    common = [_global_options(suppress=True)]
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    commands.add_parser("serve", help="Run the MCP server on stdio.")
+    commands.add_parser("serve", help="Run the MCP server on stdio.", parents=common)
 
     gen = commands.add_parser(
-        "generate", help="Generate images once and print where they are."
+        "generate",
+        help="Generate images once and print where they are.",
+        parents=common,
     )
     gen.add_argument("prompt", help="What the image should show.")
     gen.add_argument("--negative-prompt", help="What the image should not show.")
@@ -69,13 +97,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--json", action="store_true", help="Print records as JSON.")
 
-    plugins = commands.add_parser("plugins", help="List loaded plugins.")
+    plugins = commands.add_parser(
+        "plugins", help="List loaded plugins.", parents=common
+    )
     plugins.add_argument("--json", action="store_true", help="Print JSON.")
 
     commands.add_parser(
-        "config", help="Print the effective configuration (secrets hidden)."
+        "config",
+        help="Print the effective configuration (secrets hidden).",
+        parents=common,
     )
     return parser
+
+
+def progress_text(done: float, total: float | None = None) -> str:
+    """Format a progress report for people: ``3/4``, ``42%`` or ``7``.
+
+    Backends report whole steps (``3`` of ``4``) or fractions of 1 (diffusers-style
+    callbacks); ``{:g}`` printed the latter as ``8.42e-06/1``.
+    """
+    if total:
+        if float(done).is_integer() and float(total).is_integer():
+            return f"{int(done)}/{int(total)}"
+        return f"{done / total:.0%}"
+    if float(done).is_integer():
+        return str(int(done))
+    if 0 <= done <= 1:
+        return f"{done:.0%}"
+    return f"{done:.1f}"
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -199,8 +248,7 @@ async def _generate(settings: Settings, args: argparse.Namespace) -> int:
     async def progress(
         done: float, total: float | None = None, message: str | None = None
     ) -> None:
-        text = f"{done:g}/{total:g}" if total else f"{done:g}"
-        line = f"generating: {text} {message or ''}".rstrip()
+        line = f"generating: {progress_text(done, total)} {message or ''}".rstrip()
         print(
             ("\r" + line + "\033[K") if tty else line,
             end="" if tty else "\n",

@@ -22,7 +22,7 @@ from mcp_imagegen import (
     hookimpl,
 )
 from mcp_imagegen import plugins as plugins_module
-from tests.conftest import MCP_IMAGEGEN_BIN, image_size
+from tests.conftest import MCP_IMAGEGEN_BIN, image_size, png_bytes
 
 EXIT_CONFIG = 2
 
@@ -200,9 +200,31 @@ class SecretiveBackend(InferenceBackend):
         raise NotImplementedError
 
 
+class FractionalBackend(InferenceBackend):
+    """Reports progress as fractions of 1, as diffusers-style callbacks do."""
+
+    name = "fractional"
+
+    class Settings(ComponentSettings):
+        pass
+
+    async def generate(
+        self, request: GenerationRequest, progress: ProgressReporter
+    ) -> list[GeneratedImage]:
+        await progress(8.42e-06, 1.0, "warming up")
+        await progress(0.5, 1.0)
+        await progress(0.25)
+        return [
+            GeneratedImage(
+                data=png_bytes(size=64), mime_type="image/png", width=64, height=64
+            )
+        ]
+
+
 @hookimpl
 def register_backends(register: Callable[[type[Any]], None]) -> None:
     register(SecretiveBackend)
+    register(FractionalBackend)
 
 
 @pytest.fixture
@@ -340,3 +362,88 @@ def test_no_command_prints_help_and_exits_2(
     assert result.returncode == EXIT_CONFIG
     assert "serve" in result.stderr
     assert "generate" in result.stderr
+
+
+@pytest.mark.usefixtures(
+    "isolated_env", "secretive_plugin_installed", "restore_logging"
+)
+def test_generate_shows_fractional_progress_as_percentages(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MCP_IMAGEGEN_BACKENDS__FRAC__TYPE", "fractional")
+
+    code = cli.main(["generate", "a cat", "--backend", "frac"])
+
+    out, err = capsys.readouterr()
+    assert out.strip()
+    assert code == 0, err
+    assert "generating: 0% warming up" in err
+    assert "generating: 50%" in err
+    assert "generating: 25%" in err
+    assert "e-0" not in err
+
+
+@pytest.mark.parametrize(
+    ("done", "total", "shown"),
+    [
+        (3, 4, "3/4"),
+        (3.0, 4.0, "3/4"),
+        (8.42e-06, 1.0, "0%"),
+        (0.5, 1.0, "50%"),
+        (1.5, 3.0, "50%"),
+        (7, None, "7"),
+        (0.25, None, "25%"),
+        (2.5, None, "2.5"),
+    ],
+)
+def test_progress_text(done: float, total: float | None, shown: str) -> None:
+    assert cli.progress_text(done, total) == shown
+
+
+# -- global options after the sub-command ------------------------------------------
+
+
+def test_global_options_work_after_the_sub_command(
+    subprocess_env: dict[str, str], work: Path
+) -> None:
+    config = work / "x.toml"
+    config.write_text(
+        '[generation]\nwidth = 768\n[backends.flag]\ntype = "placeholder"\n'
+    )
+
+    result = run(
+        "config", "--config", str(config), "--backend", "flag",
+        "--log-level", "error", "--log-format", "json",
+        env=subprocess_env, cwd=work,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    config_out = json.loads(result.stdout)
+    assert config_out["generation"]["backend"] == "flag"
+    assert config_out["generation"]["width"] == 768
+    assert config_out["logging"]["level"] == "error"
+    assert config_out["logging"]["format"] == "json"
+
+
+def test_generate_accepts_backend_after_the_prompt(
+    subprocess_env: dict[str, str], work: Path
+) -> None:
+    (work / "x.toml").write_text('[backends.other]\ntype = "placeholder"\n')
+
+    result = run(
+        "generate", "a cat", "--backend", "other", "--config", "x.toml",
+        "--width", "64", "--height", "64", "--json",
+        env=subprocess_env, cwd=work,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["backend"] == "other"
+
+
+def test_serve_reads_a_config_given_after_the_sub_command(
+    subprocess_env: dict[str, str], work: Path
+) -> None:
+    result = run("serve", "--config", "missing.toml", env=subprocess_env, cwd=work)
+
+    assert result.returncode == EXIT_CONFIG
+    assert "Configuration file missing.toml (--config) not found" in result.stderr
