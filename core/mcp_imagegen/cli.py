@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 
@@ -171,10 +171,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def stdio_hint(stdin: TextIO) -> str | None:
+    """The line ``serve`` prints when a person, not an MCP client, started it.
+
+    Only when stdin is a terminal: under a client stdin is a pipe, and the hint
+    would only clutter the client's log.
+    """
+    if not stdin.isatty():
+        return None
+    return (
+        "mcp-imagegen: this server speaks MCP on stdin/stdout and waits for a "
+        "client; try it with `npx -y @modelcontextprotocol/inspector "
+        "mcp-imagegen serve` or configure `mcp-imagegen serve` as a stdio "
+        "server in your MCP client. Ctrl-C stops it."
+    )
+
+
 def _serve(settings: Settings) -> int:
     from mcp_imagegen.app import create_server, serve_stdio
 
     server = create_server(settings)
+    hint = stdio_hint(sys.stdin)
+    if hint:
+        print(hint, file=sys.stderr)
     try:
         return anyio.run(serve_stdio, server)
     except BaseExceptionGroup as group:

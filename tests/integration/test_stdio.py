@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import pty
+import select
 import signal
 import subprocess
 from pathlib import Path
@@ -15,6 +18,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import BlobResourceContents, CallToolResult, ResourceLink
 
+from mcp_imagegen import cli
 from tests.conftest import MCP_IMAGEGEN_BIN, image_size
 
 pytestmark = pytest.mark.anyio
@@ -168,3 +172,55 @@ def test_a_client_that_vanishes_mid_call_makes_serve_exit_quietly(
     assert "Traceback" not in log
     assert "BrokenPipeError" not in log
     assert log.count('"event": "client_disconnected"') == 1
+    assert HINT not in log  # stdin is a pipe, not a terminal
+
+
+HINT = "speaks MCP on stdin/stdout"
+
+
+def test_serve_in_a_terminal_says_it_speaks_mcp_on_stdio_and_how_to_try_it(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [str(MCP_IMAGEGEN_BIN), "serve"],
+        env=subprocess_env,
+        cwd=tmp_path / "work",
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    os.close(terminal)
+    lines: list[str] = []
+    try:
+        assert process.stderr is not None
+        for _ in range(50):  # bounded: the hint comes within the first few lines
+            ready, _, _ = select.select([process.stderr], [], [], 30)
+            line = process.stderr.readline().decode() if ready else ""
+            if not line:
+                break
+            lines.append(line)
+            if HINT in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+        os.close(controller)
+
+    [hint] = [line for line in lines if HINT in line]
+    assert "inspector" in hint
+    assert "mcp-imagegen serve" in hint
+
+
+def test_the_terminal_hint_is_wanted_only_when_stdin_is_a_terminal() -> None:
+    controller, terminal = pty.openpty()
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(os.dup(terminal)) as tty, os.fdopen(os.dup(read_end)) as pipe:
+            assert cli.stdio_hint(tty) is not None
+            assert cli.stdio_hint(pipe) is None
+    finally:
+        for fd in (controller, terminal, read_end, write_end):
+            os.close(fd)
