@@ -224,3 +224,26 @@ def test_the_terminal_hint_is_wanted_only_when_stdin_is_a_terminal() -> None:
     finally:
         for fd in (controller, terminal, read_end, write_end):
             os.close(fd)
+
+
+async def test_json_logs_of_a_debug_run_are_json_on_every_line(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    params = StdioServerParameters(
+        command=str(MCP_IMAGEGEN_BIN),
+        args=["serve", "--log-format", "json", "--log-level", "debug"],
+        env=subprocess_env,
+        cwd=str(tmp_path / "work"),
+    )
+    with (tmp_path / "server.log").open("w") as errlog, anyio.fail_after(60):
+        async with (
+            stdio_client(params, errlog=errlog) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            await session.call_tool("list_images", {})
+
+    lines = (tmp_path / "server.log").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    # The SDK's own (stdlib) debug logs are among them, rendered the same way.
+    assert any(event.get("logger", "").startswith("mcp.") for event in events)
