@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
+import tomlkit
 
 from mcp_imagegen import __version__
-from mcp_imagegen.config import Settings, load_settings
+from mcp_imagegen.config import (
+    ENV_PREFIX,
+    REDACTED,
+    Settings,
+    is_secret_key,
+    load_settings,
+)
 from mcp_imagegen.errors import ConfigurationError, MCPImageError, PluginError
+from mcp_imagegen.interfaces import Component
 from mcp_imagegen.logs import configure_logging
 
 EXIT_OK = 0
@@ -102,10 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plugins.add_argument("--json", action="store_true", help="Print JSON.")
 
-    commands.add_parser(
+    config = commands.add_parser(
         "config",
-        help="Print the effective configuration (secrets hidden).",
+        help="Check the configuration and print it as TOML (secrets hidden).",
         parents=common,
+    )
+    config.add_argument(
+        "--example",
+        action="store_true",
+        help="Print the example configuration (every setting, commented).",
     )
     return parser
 
@@ -151,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_CONFIG
+    if args.command == "config" and args.example:
+        sys.stdout.write(example_config())
+        return EXIT_OK
     try:
         settings = load_settings(args.config, _overrides(args))
         configure_logging(settings.logging)
@@ -209,14 +228,74 @@ def _serve(settings: Settings) -> int:
         raise first from None
 
 
+def example_config() -> str:
+    """The shipped ``config.example.toml``: every setting, with its default.
+
+    A wheel carries it inside the package; a source checkout (editable install)
+    has it at the repository root.
+    """
+    shipped = resources.files("mcp_imagegen").joinpath("config.example.toml")
+    if shipped.is_file():
+        return shipped.read_text(encoding="utf-8")
+    checkout = Path(__file__).resolve().parents[2] / "config.example.toml"
+    return checkout.read_text(encoding="utf-8")
+
+
 def _config(settings: Settings) -> int:
     from mcp_imagegen.service import ImageService
 
     # Building the service validates every component table, so an invalid table
-    # is reported here exactly as at start-up.
+    # is reported here exactly as at start-up; check() then looks at fonts and
+    # directories without starting (connecting, creating) anything.
     service = ImageService.from_settings(settings)
-    print(json.dumps(service.effective_configuration(), indent=2))
+    components: list[Component] = [
+        *service.backends.values(),
+        service.storage,
+        *service.steps.values(),
+    ]
+    for component in components:
+        anyio.run(component.check)
+    sys.stdout.write(render_config(service.effective_configuration(), settings))
     return EXIT_OK
+
+
+def render_config(data: Mapping[str, Any], settings: Settings) -> str:
+    """Render the effective configuration as TOML that loads back.
+
+    The header names the file and the ``MCP_IMAGEGEN_*`` variables it came from.
+    Unset values and masked secrets become comments: TOML has no null, and a
+    masked value read back would silently replace the real secret.
+    """
+    document = tomlkit.document()
+    document.add(tomlkit.comment("mcp-imagegen effective configuration"))
+    source = settings.config_file or "none (built-in defaults)"
+    document.add(tomlkit.comment(f"file: {source}"))
+    variables = sorted(n for n in os.environ if n.upper().startswith(ENV_PREFIX))
+    document.add(tomlkit.comment(f"environment: {', '.join(variables) or 'none'}"))
+    document.add(tomlkit.comment("secrets are masked and commented out"))
+    _fill_table(document, data)
+    return tomlkit.dumps(document)
+
+
+def _fill_table(table: Any, data: Mapping[str, Any]) -> None:
+    # Plain values first: a key after a sub-table would belong to the sub-table.
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            continue
+        if value is None:
+            table.add(tomlkit.comment(f"{key}: not set"))
+        elif value == REDACTED and is_secret_key(key):
+            table.add(tomlkit.comment(f'{key} = "{REDACTED}"'))
+        else:
+            table.add(key, value)
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            sub = tomlkit.table(
+                is_super_table=all(isinstance(v, Mapping) for v in value.values())
+                and bool(value)
+            )
+            _fill_table(sub, value)
+            table.add(key, sub)
 
 
 def _plugins(settings: Settings, *, as_json: bool) -> int:

@@ -18,7 +18,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import BlobResourceContents, CallToolResult, ResourceLink
 
-from mcp_imagegen import cli
+from mcp_imagegen import __version__, cli
 from tests.conftest import MCP_IMAGEGEN_BIN, image_size
 
 pytestmark = pytest.mark.anyio
@@ -45,7 +45,7 @@ async def test_serve_over_stdio_lists_tools_generates_with_progress_and_serves_l
             stdio_client(params, errlog=errlog) as (read, write),
             ClientSession(read, write) as session,
         ):
-            await session.initialize()
+            initialized = await session.initialize()
             tools = await session.list_tools()
             result: Any = await session.call_tool(
                 "generate_image",
@@ -56,6 +56,7 @@ async def test_serve_over_stdio_lists_tools_generates_with_progress_and_serves_l
             [link] = [b for b in result.content if isinstance(b, ResourceLink)]
             resource = await session.read_resource(str(link.uri))
 
+    assert initialized.server_info.version == __version__
     assert {"generate_image", "list_images", "get_image"} <= {
         t.name for t in tools.tools
     }
