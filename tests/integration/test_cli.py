@@ -570,3 +570,83 @@ def test_a_wheel_ships_the_example_config_and_config_example_reads_it(
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.endswith("# from the wheel\n")
+
+
+# -- install extras: s3 (aioboto3) and tensors (numpy) --------------------------------
+
+
+def run_without(
+    modules: list[str], code: str, env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a child Python where importing ``modules`` fails.
+
+    ``sys.modules[name] = None`` makes ``import name`` raise ImportError, as if the
+    package (an extra) were not installed.
+    """
+    blocker = "".join(f"sys.modules[{name!r}] = None\n" for name in modules)
+    return subprocess.run(
+        [sys.executable, "-c", f"import sys\n{blocker}{code}"],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+CLI_MAIN = "from mcp_imagegen.cli import main\nsys.exit(main(sys.argv[1:]))"
+
+
+def test_s3_storage_without_the_s3_extra_is_a_configuration_error_naming_it(
+    subprocess_env: dict[str, str], work: Path
+) -> None:
+    env = {
+        **subprocess_env,
+        "MCP_IMAGEGEN_STORAGE__BACKEND": "s3",
+        "MCP_IMAGEGEN_STORAGE__S3__BUCKET": "b",
+        "MCP_IMAGEGEN_STORAGE__S3__ENDPOINT_URL": "http://127.0.0.1:9",
+    }
+    for command in ("config", "serve"):
+        result = run_without(
+            ["aioboto3", "aiobotocore", "botocore"],
+            CLI_MAIN.replace("sys.argv[1:]", repr([command])),
+            env,
+            work,
+        )
+
+        assert result.returncode == EXIT_CONFIG, result.stderr
+        assert "mcp-imagegen[s3]" in result.stderr
+        assert "storage.backend" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_the_base_install_generates_without_aioboto3_and_numpy(
+    subprocess_env: dict[str, str], work: Path
+) -> None:
+    result = run_without(
+        ["aioboto3", "aiobotocore", "botocore", "numpy"],
+        CLI_MAIN.replace("sys.argv[1:]", repr(["generate", "a cat", "--width", "64",
+                                               "--height", "64"])),
+        subprocess_env,
+        work,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).is_file()
+
+
+def test_a_tensor_answer_without_the_tensors_extra_names_the_extra(
+    subprocess_env: dict[str, str], work: Path
+) -> None:
+    code = """
+import json
+from mcp_imagegen import BadBackendResponseError
+from mcp_imagegen_kserve.responses import parse_v2_response
+body = json.dumps({"outputs": [{"name": "image", "datatype": "FP32",
+    "shape": [1, 8, 8, 3], "data": [0.5] * 192}]}).encode()
+try:
+    parse_v2_response(body, where="KServe x")
+except BadBackendResponseError as exc:
+    print(exc)
+"""
+    result = run_without(["numpy"], code, subprocess_env, work)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("KServe x: ")
+    assert "mcp-imagegen[tensors]" in result.stdout
