@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
-import tomlkit
 
 from mcp_imagegen import __version__
 from mcp_imagegen.config import (
@@ -266,6 +265,8 @@ def render_config(data: Mapping[str, Any], settings: Settings) -> str:
     Unset values and masked secrets become comments: TOML has no null, and a
     masked value read back would silently replace the real secret.
     """
+    import tomlkit  # only this command writes TOML; keep other commands' start fast
+
     document = tomlkit.document()
     document.add(tomlkit.comment("mcp-imagegen effective configuration"))
     source = settings.config_file or "none (built-in defaults)"
@@ -278,6 +279,8 @@ def render_config(data: Mapping[str, Any], settings: Settings) -> str:
 
 
 def _fill_table(table: Any, data: Mapping[str, Any]) -> None:
+    import tomlkit
+
     # Plain values first: a key after a sub-table would belong to the sub-table.
     for key, value in data.items():
         if isinstance(value, Mapping):
