@@ -17,7 +17,7 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(EXAMPLE)/pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[test]' -e $(EXAMPLE)
+	$(PIP) install -e '.[test,all]' -e $(EXAMPLE)
 	@touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run

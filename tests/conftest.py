@@ -151,5 +151,6 @@ def restore_logging() -> Iterator[None]:
     handlers, level = list(root.handlers), root.level
     yield
     structlog.reset_defaults()
+    logging.captureWarnings(False)
     root.handlers[:] = handlers
     root.setLevel(level)

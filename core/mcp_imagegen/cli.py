@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, TextIO
 
 import anyio
 
 from mcp_imagegen import __version__
-from mcp_imagegen.config import Settings, load_settings
+from mcp_imagegen.config import (
+    ENV_PREFIX,
+    REDACTED,
+    Settings,
+    is_secret_key,
+    load_settings,
+)
 from mcp_imagegen.errors import ConfigurationError, MCPImageError, PluginError
+from mcp_imagegen.interfaces import Component
 from mcp_imagegen.logs import configure_logging
 
 EXIT_OK = 0
@@ -20,37 +30,65 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
 
+def _global_options(*, suppress: bool) -> argparse.ArgumentParser:
+    """The options every command takes, before or after the command name.
+
+    The sub-commands get a copy whose defaults are ``SUPPRESS``: an option given
+    only before the command is then not overwritten by the sub-parser's default.
+    """
+    options = argparse.ArgumentParser(add_help=False)
+    default: Any = argparse.SUPPRESS if suppress else None
+    options.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        default=default,
+        help="TOML configuration file to read.",
+    )
+    options.add_argument(
+        "--backend",
+        metavar="NAME",
+        default=default,
+        help="Default backend instance (generation.backend).",
+    )
+    options.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error", "critical"],
+        default=default,
+        help="Log level (logging.level).",
+    )
+    options.add_argument(
+        "--log-format",
+        choices=["auto", "console", "json"],
+        default=default,
+        help="logging.format.",
+    )
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser (exposed for the docs and tests)."""
+    """Return the argument parser (exposed for the docs and tests).
+
+    Global options (``--config``, ``--backend``, ``--log-level``, ``--log-format``)
+    are accepted before and after the sub-command.
+    """
     parser = argparse.ArgumentParser(
         prog="mcp-imagegen",
         description="MCP server that turns text prompts into images.",
+        parents=[_global_options(suppress=False)],
     )
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {__version__}"
     )
-    parser.add_argument(
-        "-c", "--config", metavar="PATH", help="TOML configuration file to read."
-    )
-    parser.add_argument(
-        "--backend",
-        metavar="NAME",
-        help="Default backend instance (generation.backend).",
-    )
-    parser.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error", "critical"],
-        help="Log level (logging.level).",
-    )
-    parser.add_argument(
-        "--log-format", choices=["auto", "console", "json"], help="logging.format."
-    )
+    common = [_global_options(suppress=True)]
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    commands.add_parser("serve", help="Run the MCP server on stdio.")
+    commands.add_parser("serve", help="Run the MCP server on stdio.", parents=common)
 
     gen = commands.add_parser(
-        "generate", help="Generate images once and print where they are."
+        "generate",
+        help="Generate images once and print where they are.",
+        parents=common,
     )
     gen.add_argument("prompt", help="What the image should show.")
     gen.add_argument("--negative-prompt", help="What the image should not show.")
@@ -69,13 +107,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--json", action="store_true", help="Print records as JSON.")
 
-    plugins = commands.add_parser("plugins", help="List loaded plugins.")
+    plugins = commands.add_parser(
+        "plugins", help="List loaded plugins.", parents=common
+    )
     plugins.add_argument("--json", action="store_true", help="Print JSON.")
 
-    commands.add_parser(
-        "config", help="Print the effective configuration (secrets hidden)."
+    config = commands.add_parser(
+        "config",
+        help="Check the configuration and print it as TOML (secrets hidden).",
+        parents=common,
+    )
+    config.add_argument(
+        "--example",
+        action="store_true",
+        help="Print the example configuration (every setting, commented).",
     )
     return parser
+
+
+def progress_text(done: float, total: float | None = None) -> str:
+    """Format a progress report for people: ``3/4``, ``42%`` or ``7``.
+
+    Backends report whole steps (``3`` of ``4``) or fractions of 1 (diffusers-style
+    callbacks); ``{:g}`` printed the latter as ``8.42e-06/1``.
+    """
+    if total:
+        if float(done).is_integer() and float(total).is_integer():
+            return f"{int(done)}/{int(total)}"
+        return f"{done / total:.0%}"
+    if float(done).is_integer():
+        return str(int(done))
+    if 0 <= done <= 1:
+        return f"{done:.0%}"
+    return f"{done:.1f}"
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -102,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_CONFIG
+    if args.command == "config" and args.example:
+        sys.stdout.write(example_config())
+        return EXIT_OK
     try:
         settings = load_settings(args.config, _overrides(args))
         configure_logging(settings.logging)
@@ -122,12 +189,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def stdio_hint(stdin: TextIO) -> str | None:
+    """The line ``serve`` prints when a person, not an MCP client, started it.
+
+    Only when stdin is a terminal: under a client stdin is a pipe, and the hint
+    would only clutter the client's log.
+    """
+    if not stdin.isatty():
+        return None
+    return (
+        "mcp-imagegen: this server speaks MCP on stdin/stdout and waits for a "
+        "client; try it with `npx -y @modelcontextprotocol/inspector "
+        "mcp-imagegen serve` or configure `mcp-imagegen serve` as a stdio "
+        "server in your MCP client. Ctrl-C stops it."
+    )
+
+
 def _serve(settings: Settings) -> int:
-    from mcp_imagegen.app import create_server
+    from mcp_imagegen.app import create_server, serve_stdio
 
     server = create_server(settings)
+    hint = stdio_hint(sys.stdin)
+    if hint:
+        print(hint, file=sys.stderr)
     try:
-        server.run("stdio")
+        return anyio.run(serve_stdio, server)
     except BaseExceptionGroup as group:
         # The SDK enters the lifespan inside its task groups, so a component that
         # fails to start (an unwritable image directory, an unreachable bucket)
@@ -139,17 +225,80 @@ def _serve(settings: Settings) -> int:
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
         raise first from None
-    return EXIT_OK
+
+
+def example_config() -> str:
+    """The shipped ``config.example.toml``: every setting, with its default.
+
+    A wheel carries it inside the package; a source checkout (editable install)
+    has it at the repository root.
+    """
+    shipped = resources.files("mcp_imagegen").joinpath("config.example.toml")
+    if shipped.is_file():
+        return shipped.read_text(encoding="utf-8")
+    checkout = Path(__file__).resolve().parents[2] / "config.example.toml"
+    return checkout.read_text(encoding="utf-8")
 
 
 def _config(settings: Settings) -> int:
     from mcp_imagegen.service import ImageService
 
     # Building the service validates every component table, so an invalid table
-    # is reported here exactly as at start-up.
+    # is reported here exactly as at start-up; check() then looks at fonts and
+    # directories without starting (connecting, creating) anything.
     service = ImageService.from_settings(settings)
-    print(json.dumps(service.effective_configuration(), indent=2))
+    components: list[Component] = [
+        *service.backends.values(),
+        service.storage,
+        *service.steps.values(),
+    ]
+    for component in components:
+        anyio.run(component.check)
+    sys.stdout.write(render_config(service.effective_configuration(), settings))
     return EXIT_OK
+
+
+def render_config(data: Mapping[str, Any], settings: Settings) -> str:
+    """Render the effective configuration as TOML that loads back.
+
+    The header names the file and the ``MCP_IMAGEGEN_*`` variables it came from.
+    Unset values and masked secrets become comments: TOML has no null, and a
+    masked value read back would silently replace the real secret.
+    """
+    import tomlkit  # only this command writes TOML; keep other commands' start fast
+
+    document = tomlkit.document()
+    document.add(tomlkit.comment("mcp-imagegen effective configuration"))
+    source = settings.config_file or "none (built-in defaults)"
+    document.add(tomlkit.comment(f"file: {source}"))
+    variables = sorted(n for n in os.environ if n.upper().startswith(ENV_PREFIX))
+    document.add(tomlkit.comment(f"environment: {', '.join(variables) or 'none'}"))
+    document.add(tomlkit.comment("secrets are masked and commented out"))
+    _fill_table(document, data)
+    return tomlkit.dumps(document)
+
+
+def _fill_table(table: Any, data: Mapping[str, Any]) -> None:
+    import tomlkit
+
+    # Plain values first: a key after a sub-table would belong to the sub-table.
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            continue
+        if value is None:
+            table.add(tomlkit.comment(f"{key}: not set"))
+        elif value == REDACTED and is_secret_key(key):
+            table.add(tomlkit.comment(f'{key} = "{REDACTED}"'))
+        else:
+            table.add(key, value)
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            sub = tomlkit.table(
+                is_super_table=all(isinstance(v, Mapping) for v in value.values())
+                and bool(value)
+            )
+            _fill_table(sub, value)
+            table.add(key, sub)
 
 
 def _plugins(settings: Settings, *, as_json: bool) -> int:
@@ -200,8 +349,7 @@ async def _generate(settings: Settings, args: argparse.Namespace) -> int:
     async def progress(
         done: float, total: float | None = None, message: str | None = None
     ) -> None:
-        text = f"{done:g}/{total:g}" if total else f"{done:g}"
-        line = f"generating: {text} {message or ''}".rstrip()
+        line = f"generating: {progress_text(done, total)} {message or ''}".rstrip()
         print(
             ("\r" + line + "\033[K") if tty else line,
             end="" if tty else "\n",

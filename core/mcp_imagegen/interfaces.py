@@ -61,6 +61,18 @@ class Component:
         own error type) with a clear message if the component cannot work.
         """
 
+    async def check(self) -> None:
+        """Check the configuration against the real world without starting.
+
+        ``mcp-imagegen config`` calls this on every configured component, without
+        :meth:`start`, to validate fully: files named by settings exist and load,
+        directories are (or can be made) writable. It must not create, change or
+        connect to anything. The default checks nothing.
+
+        Raises:
+            ConfigurationError: naming the setting and what is wrong with it.
+        """
+
     async def aclose(self) -> None:
         """Release every resource opened by :meth:`start`. Must be idempotent."""
 

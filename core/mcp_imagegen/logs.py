@@ -29,9 +29,13 @@ def redact_secrets(
 
 
 def configure_logging(settings: LoggingSettings | None = None) -> None:
-    """Send structlog (and stdlib logging) events to stderr.
+    """Send structlog and stdlib logging events to stderr, rendered alike.
 
     ``format = "auto"`` renders for humans on a terminal and JSON lines otherwise.
+    Libraries (the MCP SDK, httpx, botocore) log through the standard library;
+    their records go through a ``structlog.stdlib.ProcessorFormatter`` with the
+    same processors (timestamp, level, redaction), so ``format = "json"`` gives
+    JSON on every line. Python warnings are routed to logging for the same reason.
     """
     settings = settings or LoggingSettings()
     level = getattr(logging, settings.level.upper())
@@ -43,26 +47,40 @@ def configure_logging(settings: LoggingSettings | None = None) -> None:
         if use_json
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # Libraries (the MCP SDK, httpx, botocore) log through stdlib logging.
+    formatter = structlog.stdlib.ProcessorFormatter(
+        # Only stdlib records take this chain; ``extra=`` fields become keys
+        # before redaction sees them.
+        foreign_pre_chain=[
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(),
+            *shared,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter)
     root.addHandler(handler)
+    # Library INFO chatter (one line per MCP request) only at debug.
     root.setLevel(
         logging.DEBUG if level <= logging.DEBUG else max(level, logging.WARNING)
     )
+    logging.captureWarnings(True)

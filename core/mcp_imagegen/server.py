@@ -40,6 +40,7 @@ from mcp.types import (
 )
 from pydantic import AnyUrl, BaseModel, Field
 
+from mcp_imagegen import __version__
 from mcp_imagegen.errors import (
     ImageNotFoundError,
     InvalidImageIdError,
@@ -252,6 +253,7 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
     server = ImageGenServer(
         service,
         name=settings.server.name,
+        version=__version__,
         instructions=(
             "Generates images from text prompts. Call generate_image; each image is "
             "stored and returned as a preview, an image:// resource link and a "

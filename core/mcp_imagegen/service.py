@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from mcp_imagegen.config import (
     Settings,
+    StorageSettings,
     redact,
     redacted_dump,
     validate_component_table,
@@ -180,7 +181,7 @@ class ImageService:
         data["storage"] = {
             key: value
             for key, value in data["storage"].items()
-            if key in ("backend", "max_age", "cleanup_interval")
+            if key in StorageSettings.model_fields
         }
         data["storage"][self.storage.name] = self.storage.settings.model_dump(
             mode="json"

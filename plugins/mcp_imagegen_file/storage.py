@@ -26,6 +26,7 @@ from pydantic import Field, field_validator
 
 from mcp_imagegen import (
     ComponentSettings,
+    ConfigurationError,
     ImageNotFoundError,
     ImagePage,
     ImageRecord,
@@ -123,6 +124,32 @@ class FileStorage(ImageStorage):
         """
         await anyio.to_thread.run_sync(self._check_writable)
         log.debug("file_storage_ready", directory=str(self.directory))
+
+    async def check(self) -> None:
+        """Check, creating nothing, that the directory is or can be made writable.
+
+        Raises:
+            ConfigurationError: naming ``storage.file.directory`` and the problem.
+        """
+        problem = await anyio.to_thread.run_sync(self._directory_problem)
+        if problem:
+            raise ConfigurationError(
+                f"storage.file.directory: {self.directory} {problem}. Set it to a "
+                "writable directory."
+            )
+
+    def _directory_problem(self) -> str | None:
+        # The nearest existing ancestor decides: mkdir(parents=True) creates the rest.
+        path = self.directory
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        if not path.is_dir():
+            return f"cannot be created: {path} is not a directory"
+        if not os.access(path, os.W_OK | os.X_OK):
+            if path == self.directory:
+                return "is not writable"
+            return f"cannot be created: {path} is not writable"
+        return None
 
     def _check_writable(self) -> None:
         try:

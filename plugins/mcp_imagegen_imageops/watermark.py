@@ -77,6 +77,10 @@ class WatermarkStep(ImageOpsStep):
     settings: WatermarkSettings
 
     async def start(self) -> None:
+        """Check that the configured font loads (see :meth:`check`)."""
+        await self.check()
+
+    async def check(self) -> None:
         """Check that the configured font loads.
 
         Raises:

@@ -481,7 +481,14 @@ def _flatten(value: Any, depth: int = 0) -> Iterator[Any]:
 
 
 def _decode_tensor_output(output: _Output, max_pixels: int) -> list[ParsedImage]:
-    import numpy as np  # numpy is only needed for tensor outputs
+    try:
+        import numpy as np  # numpy is only needed for tensor outputs
+    except ImportError:
+        raise _Fail(
+            f"output '{output.name}' is an image tensor, and decoding tensors needs "
+            "the tensors extra, which is not installed: "
+            "pip install 'mcp-imagegen[tensors]' (it brings numpy)"
+        ) from None
 
     shape = output.shape
     layout = _image_layout(shape)

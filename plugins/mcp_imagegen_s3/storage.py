@@ -15,6 +15,7 @@ import base64
 import binascii
 import builtins
 import functools
+import importlib.util
 import re
 import time
 from collections import OrderedDict
@@ -140,6 +141,13 @@ class S3Storage(ImageStorage):
     Settings: ClassVar[type[S3StorageSettings]] = S3StorageSettings
 
     def __init__(self, settings: S3StorageSettings, *, instance_name: str = "") -> None:
+        # aioboto3 is an install extra; say so now, not at the first connection.
+        # find_spec does not import it, so building the storage stays cheap.
+        if importlib.util.find_spec("aioboto3") is None:
+            raise ConfigurationError(
+                'storage.backend = "s3" needs the S3 extra, which is not installed: '
+                "pip install 'mcp-imagegen[s3]' (it brings aioboto3)."
+            )
         super().__init__(settings, instance_name=instance_name)
         self.settings: S3StorageSettings = settings
         self._prefix = settings.prefix

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import tomllib
+import zipfile
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -18,11 +21,12 @@ from mcp_imagegen import (
     GenerationRequest,
     InferenceBackend,
     ProgressReporter,
+    __version__,
     cli,
     hookimpl,
 )
 from mcp_imagegen import plugins as plugins_module
-from tests.conftest import MCP_IMAGEGEN_BIN, image_size
+from tests.conftest import MCP_IMAGEGEN_BIN, image_size, png_bytes
 
 EXIT_CONFIG = 2
 
@@ -158,7 +162,7 @@ def test_config_prints_the_effective_configuration_from_file_and_env(
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
-    config = json.loads(result.stdout)
+    config = tomllib.loads(result.stdout)
     assert config["server"]["name"] == "from-file"
     assert config["generation"]["width"] == 640
     assert config["storage"]["backend"] == "file"
@@ -180,9 +184,11 @@ def test_config_redacts_secrets_of_the_configured_storage(
 
     assert result.returncode == 0, result.stderr
     assert "do-not-print" not in result.stdout + result.stderr
-    s3 = json.loads(result.stdout)["storage"]["s3"]
+    s3 = tomllib.loads(result.stdout)["storage"]["s3"]
     assert s3["bucket"] == "shown-bucket"
-    assert s3["access_key_id"] == s3["secret_access_key"] == "**********"
+    assert "access_key_id" not in s3
+    assert '# access_key_id = "**********"' in result.stdout
+    assert '# secret_access_key = "**********"' in result.stdout
 
 
 class SecretiveBackend(InferenceBackend):
@@ -200,9 +206,31 @@ class SecretiveBackend(InferenceBackend):
         raise NotImplementedError
 
 
+class FractionalBackend(InferenceBackend):
+    """Reports progress as fractions of 1, as diffusers-style callbacks do."""
+
+    name = "fractional"
+
+    class Settings(ComponentSettings):
+        pass
+
+    async def generate(
+        self, request: GenerationRequest, progress: ProgressReporter
+    ) -> list[GeneratedImage]:
+        await progress(8.42e-06, 1.0, "warming up")
+        await progress(0.5, 1.0)
+        await progress(0.25)
+        return [
+            GeneratedImage(
+                data=png_bytes(size=64), mime_type="image/png", width=64, height=64
+            )
+        ]
+
+
 @hookimpl
 def register_backends(register: Callable[[type[Any]], None]) -> None:
     register(SecretiveBackend)
+    register(FractionalBackend)
 
 
 @pytest.fixture
@@ -232,12 +260,10 @@ def test_config_redacts_a_backend_token_from_the_environment(
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "tok-do-not-print" not in out + err
-    backend = json.loads(out)["backends"]["x"]
-    assert backend == {
-        "type": "secretive",
-        "url": "http://127.0.0.1:9",
-        "token": "**********",
-    }
+    backend = tomllib.loads(out)["backends"]["x"]
+    # A masked secret is a comment: fed back, the output must not set a bogus token.
+    assert backend == {"type": "secretive", "url": "http://127.0.0.1:9"}
+    assert '# token = "**********"' in out
 
 
 def test_cli_flag_beats_environment_and_file(
@@ -256,7 +282,7 @@ def test_cli_flag_beats_environment_and_file(
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
-    generation = json.loads(result.stdout)["generation"]
+    generation = tomllib.loads(result.stdout)["generation"]
     assert generation["backend"] == "flag"
     assert generation["width"] == 768
 
@@ -340,3 +366,287 @@ def test_no_command_prints_help_and_exits_2(
     assert result.returncode == EXIT_CONFIG
     assert "serve" in result.stderr
     assert "generate" in result.stderr
+
+
+@pytest.mark.usefixtures(
+    "isolated_env", "secretive_plugin_installed", "restore_logging"
+)
+def test_generate_shows_fractional_progress_as_percentages(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MCP_IMAGEGEN_BACKENDS__FRAC__TYPE", "fractional")
+
+    code = cli.main(["generate", "a cat", "--backend", "frac"])
+
+    out, err = capsys.readouterr()
+    assert out.strip()
+    assert code == 0, err
+    assert "generating: 0% warming up" in err
+    assert "generating: 50%" in err
+    assert "generating: 25%" in err
+    assert "e-0" not in err
+
+
+@pytest.mark.parametrize(
+    ("done", "total", "shown"),
+    [
+        (3, 4, "3/4"),
+        (3.0, 4.0, "3/4"),
+        (8.42e-06, 1.0, "0%"),
+        (0.5, 1.0, "50%"),
+        (1.5, 3.0, "50%"),
+        (7, None, "7"),
+        (0.25, None, "25%"),
+        (2.5, None, "2.5"),
+    ],
+)
+def test_progress_text(done: float, total: float | None, shown: str) -> None:
+    assert cli.progress_text(done, total) == shown
+
+
+# -- global options after the sub-command ------------------------------------------
+
+
+def test_global_options_work_after_the_sub_command(
+    subprocess_env: dict[str, str], work: Path
+) -> None:
+    config = work / "x.toml"
+    config.write_text(
+        '[generation]\nwidth = 768\n[backends.flag]\ntype = "placeholder"\n'
+    )
+
+    result = run(
+        "config", "--config", str(config), "--backend", "flag",
+        "--log-level", "error", "--log-format", "json",
+        env=subprocess_env, cwd=work,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    config_out = tomllib.loads(result.stdout)
+    assert config_out["generation"]["backend"] == "flag"
+    assert config_out["generation"]["width"] == 768
+    assert config_out["logging"]["level"] == "error"
+    assert config_out["logging"]["format"] == "json"
+
+
+def test_generate_accepts_backend_after_the_prompt(
+    subprocess_env: dict[str, str], work: Path
+) -> None:
+    (work / "x.toml").write_text('[backends.other]\ntype = "placeholder"\n')
+
+    result = run(
+        "generate", "a cat", "--backend", "other", "--config", "x.toml",
+        "--width", "64", "--height", "64", "--json",
+        env=subprocess_env, cwd=work,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["backend"] == "other"
+
+
+def test_serve_reads_a_config_given_after_the_sub_command(
+    subprocess_env: dict[str, str], work: Path
+) -> None:
+    result = run("serve", "--config", "missing.toml", env=subprocess_env, cwd=work)
+
+    assert result.returncode == EXIT_CONFIG
+    assert "Configuration file missing.toml (--config) not found" in result.stderr
+
+
+# -- config output, the shipped example, python -m -----------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_config_prints_toml_that_loads_back_to_the_same_configuration(
+    subprocess_env: dict[str, str], work: Path
+) -> None:
+    (work / "mcp-imagegen.toml").write_text(
+        '[server]\nname = "from-file"\n[generation]\nwidth = 768\n'
+        "[storage]\norphan_grace = 120\n"
+        '[postprocess.small]\ntype = "resize"\nmax_side = 256\n'
+    )
+
+    first = run(
+        "config", env=subprocess_env, cwd=work,
+        extra_env={"MCP_IMAGEGEN_GENERATION__HEIGHT": "640"},
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    (work / "effective.toml").write_text(first.stdout)
+    second = run("config", "--config", "effective.toml", env=subprocess_env, cwd=work)
+
+    assert second.returncode == 0, second.stderr
+    config = tomllib.loads(first.stdout)
+    assert tomllib.loads(second.stdout) == config
+    assert config["server"]["name"] == "from-file"
+    assert config["generation"]["height"] == 640
+    assert config["storage"]["orphan_grace"] == "PT2M"
+    assert config["postprocess"]["small"]["max_side"] == 256
+    comments = [line for line in first.stdout.splitlines() if line.startswith("#")]
+    assert any(str(work / "mcp-imagegen.toml") in line for line in comments)
+    assert any("MCP_IMAGEGEN_GENERATION__HEIGHT" in line for line in comments)
+    assert "# steps: not set" in first.stdout
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            '[postprocess.mark]\ntype = "watermark"\ntext = "x"\n'
+            'font = "not-a-font.ttf"\n',
+            "postprocess.mark.font: cannot load",
+        ),
+        (
+            '[storage.file]\ndirectory = "a-file/images"\n',
+            "storage.file.directory",
+        ),
+    ],
+    ids=["font", "directory"],
+)
+def test_config_checks_fonts_and_directories_without_starting_anything(
+    toml: str, message: str, subprocess_env: dict[str, str], work: Path
+) -> None:
+    (work / "not-a-font.ttf").write_text("plain text")
+    (work / "a-file").write_text("")
+    (work / "mcp-imagegen.toml").write_text(toml)
+
+    result = run("config", env=subprocess_env, cwd=work)
+
+    assert result.returncode == EXIT_CONFIG, result.stdout + result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_config_creates_nothing(subprocess_env: dict[str, str], work: Path) -> None:
+    images = work / "not-yet" / "images"
+    (work / "mcp-imagegen.toml").write_text(f'[storage.file]\ndirectory = "{images}"\n')
+
+    result = run("config", env=subprocess_env, cwd=work)
+
+    assert result.returncode == 0, result.stderr
+    assert not (work / "not-yet").exists()
+
+
+def test_config_example_prints_the_shipped_example(
+    subprocess_env: dict[str, str], work: Path
+) -> None:
+    result = run("config", "--example", env=subprocess_env, cwd=work)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (REPO / "config.example.toml").read_text()
+
+
+def test_python_dash_m_runs_the_cli(subprocess_env: dict[str, str], work: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mcp_imagegen", "--version"],
+        env=subprocess_env, cwd=work, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"mcp-imagegen {__version__}"
+
+
+def test_a_wheel_ships_the_example_config_and_config_example_reads_it(
+    subprocess_env: dict[str, str], tmp_path: Path, work: Path
+) -> None:
+    from hatchling.builders.wheel import WheelBuilder
+
+    [wheel] = list(WheelBuilder(str(REPO)).build(directory=str(tmp_path / "dist")))
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(unpacked)
+    shipped = unpacked / "mcp_imagegen" / "config.example.toml"
+    assert shipped.read_text() == (REPO / "config.example.toml").read_text()
+    # The unpacked wheel comes first on the path, as an installed wheel would.
+    shipped.write_text(shipped.read_text() + "# from the wheel\n")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "mcp_imagegen", "config", "--example"],
+        env={**subprocess_env, "PYTHONPATH": str(unpacked)},
+        cwd=work, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("# from the wheel\n")
+
+
+# -- install extras: s3 (aioboto3) and tensors (numpy) --------------------------------
+
+
+def run_without(
+    modules: list[str], code: str, env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a child Python where importing ``modules`` fails.
+
+    ``sys.modules[name] = None`` makes ``import name`` raise ImportError, as if the
+    package (an extra) were not installed.
+    """
+    blocker = "".join(f"sys.modules[{name!r}] = None\n" for name in modules)
+    return subprocess.run(
+        [sys.executable, "-c", f"import sys\n{blocker}{code}"],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+CLI_MAIN = "from mcp_imagegen.cli import main\nsys.exit(main(sys.argv[1:]))"
+
+
+def test_s3_storage_without_the_s3_extra_is_a_configuration_error_naming_it(
+    subprocess_env: dict[str, str], work: Path
+) -> None:
+    env = {
+        **subprocess_env,
+        "MCP_IMAGEGEN_STORAGE__BACKEND": "s3",
+        "MCP_IMAGEGEN_STORAGE__S3__BUCKET": "b",
+        "MCP_IMAGEGEN_STORAGE__S3__ENDPOINT_URL": "http://127.0.0.1:9",
+    }
+    for command in ("config", "serve"):
+        result = run_without(
+            ["aioboto3", "aiobotocore", "botocore"],
+            CLI_MAIN.replace("sys.argv[1:]", repr([command])),
+            env,
+            work,
+        )
+
+        assert result.returncode == EXIT_CONFIG, result.stderr
+        assert "mcp-imagegen[s3]" in result.stderr
+        assert "storage.backend" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_the_base_install_generates_without_aioboto3_and_numpy(
+    subprocess_env: dict[str, str], work: Path
+) -> None:
+    result = run_without(
+        ["aioboto3", "aiobotocore", "botocore", "numpy"],
+        CLI_MAIN.replace("sys.argv[1:]", repr(["generate", "a cat", "--width", "64",
+                                               "--height", "64"])),
+        subprocess_env,
+        work,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).is_file()
+
+
+def test_a_tensor_answer_without_the_tensors_extra_names_the_extra(
+    subprocess_env: dict[str, str], work: Path
+) -> None:
+    code = """
+import json
+from mcp_imagegen import BadBackendResponseError
+from mcp_imagegen_kserve.responses import parse_v2_response
+body = json.dumps({"outputs": [{"name": "image", "datatype": "FP32",
+    "shape": [1, 8, 8, 3], "data": [0.5] * 192}]}).encode()
+try:
+    parse_v2_response(body, where="KServe x")
+except BadBackendResponseError as exc:
+    print(exc)
+"""
+    result = run_without(["numpy"], code, subprocess_env, work)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("KServe x: ")
+    assert "mcp-imagegen[tensors]" in result.stdout

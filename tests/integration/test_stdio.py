@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 import pytest
@@ -12,6 +18,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import BlobResourceContents, CallToolResult, ResourceLink
 
+from mcp_imagegen import __version__, cli
 from tests.conftest import MCP_IMAGEGEN_BIN, image_size
 
 pytestmark = pytest.mark.anyio
@@ -38,7 +45,7 @@ async def test_serve_over_stdio_lists_tools_generates_with_progress_and_serves_l
             stdio_client(params, errlog=errlog) as (read, write),
             ClientSession(read, write) as session,
         ):
-            await session.initialize()
+            initialized = await session.initialize()
             tools = await session.list_tools()
             result: Any = await session.call_tool(
                 "generate_image",
@@ -49,6 +56,7 @@ async def test_serve_over_stdio_lists_tools_generates_with_progress_and_serves_l
             [link] = [b for b in result.content if isinstance(b, ResourceLink)]
             resource = await session.read_resource(str(link.uri))
 
+    assert initialized.server_info.version == __version__
     assert {"generate_image", "list_images", "get_image"} <= {
         t.name for t in tools.tools
     }
@@ -64,3 +72,179 @@ async def test_serve_over_stdio_lists_tools_generates_with_progress_and_serves_l
     assert stored.read_bytes() == data
     log = (tmp_path / "server.log").read_text()
     assert '"event": "image_generated"' in log
+
+
+# -- process lifecycle: signals and vanished clients ---------------------------------
+
+
+def _send(process: subprocess.Popen[bytes], message: dict[str, Any]) -> None:
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(message).encode() + b"\n")
+    process.stdin.flush()
+
+
+def _read_message(process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line, "the server closed stdout"
+    message: dict[str, Any] = json.loads(line)
+    return message
+
+
+def _start_slow_generation(
+    subprocess_env: dict[str, str], tmp_path: Path, errlog: IO[bytes]
+) -> subprocess.Popen[bytes]:
+    """Start ``serve``, initialize, and return once a slow call reports progress."""
+    process = subprocess.Popen(
+        [str(MCP_IMAGEGEN_BIN), "serve"],
+        env={
+            **subprocess_env,
+            "MCP_IMAGEGEN_BACKENDS__PLACEHOLDER__DELAY_MS": "500",
+            "MCP_IMAGEGEN_LOGGING__FORMAT": "json",
+        },
+        cwd=tmp_path / "work",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=errlog,
+    )
+    _send(process, {
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "0"},
+        },
+    })  # fmt: skip
+    assert _read_message(process)["id"] == 1
+    _send(process, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+    _send(process, {
+        "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {
+            "name": "generate_image",
+            "arguments": {"prompt": "slow", "width": 64, "height": 64, "steps": 50},
+            "_meta": {"progressToken": "p"},
+        },
+    })  # fmt: skip
+    for _ in range(20):
+        if _read_message(process).get("method") == "notifications/progress":
+            return process
+    raise AssertionError("no progress notification")
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
+)
+def test_serve_exits_on_a_signal_with_stdin_open_and_leaves_no_partial_files(
+    signum: signal.Signals, code: int, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    with (tmp_path / "server.log").open("wb") as errlog:
+        process = _start_slow_generation(subprocess_env, tmp_path, errlog)
+        try:
+            process.send_signal(signum)
+            returncode = process.wait(timeout=30)
+        finally:
+            process.kill()
+            process.wait()
+
+    log = (tmp_path / "server.log").read_text()
+    assert returncode == code, log
+    assert "Traceback" not in log
+    images = tmp_path / "data" / "mcp-imagegen" / "images"
+    assert not list(images.glob(".tmp-*"))
+    assert not list(images.glob("*.png"))
+
+
+def test_a_client_that_vanishes_mid_call_makes_serve_exit_quietly(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    with (tmp_path / "server.log").open("wb") as errlog:
+        process = _start_slow_generation(subprocess_env, tmp_path, errlog)
+        assert process.stdin is not None and process.stdout is not None
+        # The client dies: both ends of its pipes close.
+        process.stdout.close()
+        process.stdin.close()
+        try:
+            returncode = process.wait(timeout=30)
+        finally:
+            process.kill()
+            process.wait()
+
+    log = (tmp_path / "server.log").read_text()
+    assert returncode == 0, log
+    assert "Traceback" not in log
+    assert "BrokenPipeError" not in log
+    assert log.count('"event": "client_disconnected"') == 1
+    assert HINT not in log  # stdin is a pipe, not a terminal
+
+
+HINT = "speaks MCP on stdin/stdout"
+
+
+def test_serve_in_a_terminal_says_it_speaks_mcp_on_stdio_and_how_to_try_it(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [str(MCP_IMAGEGEN_BIN), "serve"],
+        env=subprocess_env,
+        cwd=tmp_path / "work",
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    os.close(terminal)
+    lines: list[str] = []
+    try:
+        assert process.stderr is not None
+        for _ in range(50):  # bounded: the hint comes within the first few lines
+            ready, _, _ = select.select([process.stderr], [], [], 30)
+            line = process.stderr.readline().decode() if ready else ""
+            if not line:
+                break
+            lines.append(line)
+            if HINT in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+        os.close(controller)
+
+    [hint] = [line for line in lines if HINT in line]
+    assert "inspector" in hint
+    assert "mcp-imagegen serve" in hint
+
+
+def test_the_terminal_hint_is_wanted_only_when_stdin_is_a_terminal() -> None:
+    controller, terminal = pty.openpty()
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(os.dup(terminal)) as tty, os.fdopen(os.dup(read_end)) as pipe:
+            assert cli.stdio_hint(tty) is not None
+            assert cli.stdio_hint(pipe) is None
+    finally:
+        for fd in (controller, terminal, read_end, write_end):
+            os.close(fd)
+
+
+async def test_json_logs_of_a_debug_run_are_json_on_every_line(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    params = StdioServerParameters(
+        command=str(MCP_IMAGEGEN_BIN),
+        args=["serve", "--log-format", "json", "--log-level", "debug"],
+        env=subprocess_env,
+        cwd=str(tmp_path / "work"),
+    )
+    with (tmp_path / "server.log").open("w") as errlog, anyio.fail_after(60):
+        async with (
+            stdio_client(params, errlog=errlog) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            await session.call_tool("list_images", {})
+
+    lines = (tmp_path / "server.log").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    # The SDK's own (stdlib) debug logs are among them, rendered the same way.
+    assert any(event.get("logger", "").startswith("mcp.") for event in events)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -93,3 +95,34 @@ async def test_image_generated_event_has_ids_and_durations_and_prompt_only_if_en
     assert ("prompt" in event) is log_prompts
     other_events = [e for e in logs if e["event"] != "image_generated"]
     assert "a private prompt" not in repr(other_events)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_stdlib_logs_render_as_json_through_the_same_processors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(LoggingSettings(format="json", level="info"))
+
+    logging.getLogger("httpx").warning(
+        "request to %s failed", "kserve", extra={"token": "t0k3n", "attempt": 2}
+    )
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        logging.getLogger("mcp.server").exception("handler crashed")
+    warnings.warn("old api", DeprecationWarning, stacklevel=1)
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    events = [json.loads(line) for line in err.strip().splitlines()]
+    first, crashed = events[0], events[1]
+    assert first["event"] == "request to kserve failed"
+    assert first["logger"] == "httpx"
+    assert first["level"] == "warning"
+    assert first["token"] == REDACTED
+    assert first["attempt"] == 2
+    assert "timestamp" in first
+    assert crashed["event"] == "handler crashed"
+    assert "RuntimeError: boom" in crashed["exception"]
+    assert any("old api" in event["event"] for event in events[2:])
+    assert "t0k3n" not in err

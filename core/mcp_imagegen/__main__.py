@@ -1,0 +1,7 @@
+"""``python -m mcp_imagegen``: the same command as ``mcp-imagegen``."""
+
+import sys
+
+from mcp_imagegen.cli import main
+
+sys.exit(main())
