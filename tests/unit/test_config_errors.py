@@ -7,6 +7,7 @@ Issue 8, items 4 (undecodable files and env values), 12 (unknown keys under
 from __future__ import annotations
 
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -134,7 +135,7 @@ def test_comma_separated_postprocess_env_var_works_through_the_cli(
     result = run_config(env, tmp_path / "work")
 
     assert result.returncode == 0, result.stderr
-    assert '"postprocess": [\n      "metadata"\n    ]' in result.stdout
+    assert tomllib.loads(result.stdout)["generation"]["postprocess"] == ["metadata"]
 
 
 # -- item 12: unknown keys under [storage] --------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -185,7 +186,7 @@ def test_config_output_masks_urls_in_every_string_setting(
     result = run_cli(subprocess_env, tmp_path / "work", "-c", str(path), "config")
 
     assert result.returncode == 0, result.stderr
-    shown = json.loads(result.stdout)["backends"]["sdxl"]["extra_parameters"]
+    shown = tomllib.loads(result.stdout)["backends"]["sdxl"]["extra_parameters"]
     assert shown["callback"].startswith("https://**********@hooks.example.com/cb?")
     assert "x=1" in shown["callback"]
     assert_hidden(result.stdout + result.stderr, password)
