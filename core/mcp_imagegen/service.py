@@ -197,8 +197,8 @@ class ImageService:
                 self._started.append(component)
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
-            if self.settings.storage.max_age is not None:
-                self._task_group.start_soon(self._retention_loop)
+            # Always: even without max_age, leftovers of interrupted saves are swept.
+            self._task_group.start_soon(self._retention_loop)
         except BaseException:
             await self._close_components()
             raise
@@ -235,7 +235,27 @@ class ImageService:
         interval = self.settings.storage.cleanup_interval.total_seconds()
         while True:
             await self.delete_expired()
+            await self.remove_orphans()
             await anyio.sleep(max(interval, 1.0))
+
+    async def remove_orphans(self) -> int:
+        """Remove leftovers of interrupted saves older than ``storage.orphan_grace``.
+
+        Failures are logged, never raised: this runs in the background task group.
+        """
+        cutoff = datetime.now(UTC) - self.settings.storage.orphan_grace
+        try:
+            removed = await self.storage.remove_orphans(cutoff)
+        except Exception as exc:
+            log.warning(
+                "orphan_sweep_failed",
+                error=f"{type(exc).__name__}: {exc}",
+                cutoff=cutoff.isoformat(),
+            )
+            return 0
+        if removed:
+            log.info("orphans_removed", count=removed, cutoff=cutoff.isoformat())
+        return removed
 
     async def delete_expired(self) -> int:
         """Delete images older than ``storage.max_age``; return how many."""
@@ -725,6 +745,13 @@ class ImageService:
                 health = Health(status="unavailable", detail="health check timed out")
             except MCPImageError as exc:
                 health = Health(status="unavailable", detail=str(exc))
+            except Exception as exc:
+                # A buggy health check must not fail list_backends for every backend.
+                log.exception("health_check_crashed", backend=backend.instance_name)
+                health = Health(
+                    status="unavailable",
+                    detail=f"health check failed: {type(exc).__name__}: {exc}",
+                )
             if health.latency_ms is None:
                 health = health.model_copy(
                     update={

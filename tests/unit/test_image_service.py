@@ -20,6 +20,7 @@ from mcp_imagegen import (
     ConfigurationError,
     GeneratedImage,
     GenerationRequest,
+    Health,
     ImageNotFoundError,
     PostProcessingError,
     PostProcessor,
@@ -32,6 +33,7 @@ from mcp_imagegen.config import Settings
 from mcp_imagegen.plugins import PluginManager
 from mcp_imagegen.service import ImageService
 from mcp_imagegen_file.storage import FileStorage, FileStorageSettings
+from mcp_imagegen_placeholder.backend import PlaceholderBackend
 from tests.conftest import make_record, png_bytes
 
 pytestmark = pytest.mark.anyio
@@ -597,3 +599,124 @@ async def test_describe_backends_reports_default_capabilities_and_health(
     assert infos["extra"].type == "placeholder"
     assert infos["extra"].health.status == "ok"
     assert infos["extra"].capabilities.models == ["placeholder-v1"]
+
+
+class _RecordingRetentionStorage(FileStorage):
+    """File storage that records the retention task's calls (a boundary)."""
+
+    name = "recording_retention"
+    fail_orphans = False
+
+    async def delete_expired(self, older_than: datetime) -> int:
+        self.expiry_calls: list[datetime] = [
+            *getattr(self, "expiry_calls", []),
+            older_than,
+        ]
+        return await super().delete_expired(older_than)
+
+    async def remove_orphans(self, older_than: datetime) -> int:
+        self.orphan_calls: list[datetime] = [
+            *getattr(self, "orphan_calls", []),
+            older_than,
+        ]
+        if self.fail_orphans:
+            raise OSError("orphan sweep exploded")
+        return await super().remove_orphans(older_than)
+
+
+def _recording_service(
+    make_settings: Callable[..., Settings],
+    plugins: PluginManager,
+    image_dir: Path,
+    storage: dict[str, Any],
+) -> ImageService:
+    class Plugin:
+        @hookimpl
+        def register_storages(self, register: Callable[[type[Any]], None]) -> None:
+            register(_RecordingRetentionStorage)
+
+    plugins.register(Plugin(), name="recording")
+    settings = make_settings(
+        {
+            "storage": {
+                "backend": "recording_retention",
+                "recording_retention": {"directory": str(image_dir)},
+                **storage,
+            }
+        }
+    )
+    return ImageService.from_settings(settings, plugins)
+
+
+async def test_retention_task_sweeps_orphans_even_without_max_age(
+    make_settings: Callable[..., Settings], plugins: PluginManager, image_dir: Path
+) -> None:
+    service = _recording_service(
+        make_settings, plugins, image_dir, {"orphan_grace": "PT2H"}
+    )
+    before = datetime.now(UTC)
+    with anyio.fail_after(30):
+        async with service:
+            while not getattr(service.storage, "orphan_calls", []):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+    after = datetime.now(UTC)
+
+    [cutoff] = service.storage.orphan_calls  # type: ignore[attr-defined]
+    assert before - timedelta(hours=2) <= cutoff <= after - timedelta(hours=2)
+    assert not getattr(service.storage, "expiry_calls", [])  # no max_age: no expiry
+
+
+async def test_retention_task_expires_and_sweeps_orphans_with_max_age(
+    make_settings: Callable[..., Settings], plugins: PluginManager, image_dir: Path
+) -> None:
+    service = _recording_service(make_settings, plugins, image_dir, {"max_age": "P1D"})
+    with anyio.fail_after(30):
+        async with service:
+            while not getattr(service.storage, "orphan_calls", []):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+
+    assert len(service.storage.expiry_calls) == 1  # type: ignore[attr-defined]
+
+
+async def test_failing_orphan_sweep_is_logged_and_the_service_keeps_serving(
+    make_settings: Callable[..., Settings], plugins: PluginManager, image_dir: Path
+) -> None:
+    service = _recording_service(make_settings, plugins, image_dir, {})
+    service.storage.fail_orphans = True  # type: ignore[attr-defined]
+    with capture_logs() as logs, anyio.fail_after(30):
+        async with service:
+            while not getattr(service.storage, "orphan_calls", []):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+            [record] = await service.generate(small())
+
+    assert record.id
+    [failure] = [e for e in logs if e["event"] == "orphan_sweep_failed"]
+    assert "orphan sweep exploded" in failure["error"]
+
+
+class _BrokenHealthBackend(PlaceholderBackend):
+    """A backend whose health check has a bug (raises an unexpected error)."""
+
+    name = "broken_health"
+
+    async def check_health(self) -> Health:
+        raise KeyError("health bug")
+
+
+async def test_backend_whose_health_check_crashes_is_reported_unavailable(
+    make_settings: Callable[..., Settings], plugins: PluginManager
+) -> None:
+    class Plugin:
+        @hookimpl
+        def register_backends(self, register: Callable[[type[Any]], None]) -> None:
+            register(_BrokenHealthBackend)
+
+    plugins.register(Plugin(), name="broken-health")
+    settings = make_settings({"backends": {"broken": {"type": "broken_health"}}})
+    async with ImageService.from_settings(settings, plugins) as service:
+        infos = {info.name: info for info in await service.describe_backends()}
+
+    assert infos["placeholder"].health.status == "ok"
+    assert infos["broken"].health.status == "unavailable"
+    detail = infos["broken"].health.detail
+    assert detail == "health check failed: KeyError: 'health bug'"
