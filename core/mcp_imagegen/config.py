@@ -136,9 +136,12 @@ class LoggingSettings(_Section):
 
 
 class PluginsSettings(_Section):
-    """``[plugins]``: which plugins not to load."""
+    """``[plugins]``: which plugins not to load, and how long listeners may run."""
 
     disabled: list[str] = Field(default_factory=list)
+    #: Longest an ``image_stored`` listener may run before it is cancelled. Listeners
+    #: run in the background, after the reply; this only bounds stray work.
+    image_stored_timeout: timedelta = Field(timedelta(seconds=30), gt=timedelta(0))
 
 
 class Settings(BaseSettings):

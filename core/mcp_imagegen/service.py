@@ -102,6 +102,9 @@ class ImageService:
         self._slots = anyio.Semaphore(settings.server.max_concurrent_generations)
         self._waiting = 0
         self._task_group: anyio.abc.TaskGroup | None = None
+        # image_stored listeners run here, after the reply; leaving the service
+        # waits for them (each bounded by plugins.image_stored_timeout).
+        self._listeners: anyio.abc.TaskGroup | None = None
         self._started: list[Component] = []
 
     # -- construction --------------------------------------------------------
@@ -195,6 +198,8 @@ class ImageService:
             ]:
                 await component.start()
                 self._started.append(component)
+            self._listeners = anyio.create_task_group()
+            await self._listeners.__aenter__()
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
             # Always: even without max_age, leftovers of interrupted saves are swept.
@@ -215,6 +220,11 @@ class ImageService:
                 self._task_group.cancel_scope.cancel()
                 await self._task_group.__aexit__(None, None, None)
                 self._task_group = None
+            if self._listeners is not None:
+                listeners, self._listeners = self._listeners, None
+                if exc_type is not None:
+                    listeners.cancel_scope.cancel()
+                await listeners.__aexit__(None, None, None)
         finally:
             await self._close_components()
 
@@ -699,7 +709,17 @@ class ImageService:
                     else {}
                 ),
             )
-            await self.plugins.image_stored(record)
+            await self._announce(record)
+
+    async def _announce(self, record: ImageRecord) -> None:
+        """Start the ``image_stored`` listeners in the background."""
+        timeout = self.settings.plugins.image_stored_timeout.total_seconds()
+        if self._listeners is None:  # not entered: nothing may outlive the call
+            await self.plugins.image_stored(record, per_listener=timeout)
+            return
+        self._listeners.start_soon(
+            lambda: self.plugins.image_stored(record, per_listener=timeout)
+        )
 
     def _slot(self) -> _Slot:
         return _Slot(self)

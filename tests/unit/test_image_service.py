@@ -22,6 +22,7 @@ from mcp_imagegen import (
     GenerationRequest,
     Health,
     ImageNotFoundError,
+    ImageRecord,
     PostProcessingError,
     PostProcessor,
     ProcessingContext,
@@ -720,3 +721,54 @@ async def test_backend_whose_health_check_crashes_is_reported_unavailable(
     assert infos["broken"].health.status == "unavailable"
     detail = infos["broken"].health.detail
     assert detail == "health check failed: KeyError: 'health bug'"
+
+
+# -- image_stored listeners ------------------------------------------------------------
+
+
+class _BlockedListener:
+    """An ``image_stored`` listener that waits until the test releases it."""
+
+    def __init__(self) -> None:
+        self.release = anyio.Event()
+        self.started: list[str] = []
+        self.finished: list[str] = []
+
+    @hookimpl
+    async def image_stored(self, record: ImageRecord) -> None:
+        self.started.append(record.id)
+        await self.release.wait()
+        self.finished.append(record.id)
+
+
+async def test_slow_image_stored_listener_does_not_delay_the_reply(
+    build: Callable[..., ImageService], plugins: PluginManager
+) -> None:
+    listener = _BlockedListener()
+    plugins.register(listener, name="slow-listener")
+
+    with anyio.fail_after(20):  # before the fix, generate waited for the listener
+        async with build() as service:
+            [record] = await service.generate(small())
+            assert listener.finished == []  # the reply came first
+            listener.release.set()
+    # Leaving the service waits for listeners still running (within their timeout).
+    assert listener.finished == [record.id]
+
+
+async def test_image_stored_listener_past_its_timeout_is_cancelled_and_logged(
+    build: Callable[..., ImageService], plugins: PluginManager
+) -> None:
+    listener = _BlockedListener()  # never released
+    plugins.register(listener, name="stuck-listener")
+
+    with capture_logs() as logs, anyio.fail_after(20):
+        async with build({"plugins": {"image_stored_timeout": 0.2}}) as service:
+            [record] = await service.generate(small())
+
+    assert listener.started == [record.id]
+    assert listener.finished == []
+    [event] = [e for e in logs if e["event"] == "image_stored_hook_timed_out"]
+    assert event["plugin"] == "stuck-listener"
+    assert event["image_id"] == record.id
+    assert event["timeout_s"] == 0.2
