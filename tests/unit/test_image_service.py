@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from mcp_imagegen import (
     BusyError,
+    Capabilities,
     ComponentSettings,
     ConfigurationError,
     GeneratedImage,
@@ -723,7 +724,7 @@ async def test_backend_whose_health_check_crashes_is_reported_unavailable(
     assert detail == "health check failed: KeyError: 'health bug'"
 
 
-# -- image_stored listeners ------------------------------------------------------------
+# -- image_stored listeners ---------------------------------------------------------
 
 
 class _BlockedListener:
@@ -772,3 +773,83 @@ async def test_image_stored_listener_past_its_timeout_is_cancelled_and_logged(
     assert event["plugin"] == "stuck-listener"
     assert event["image_id"] == record.id
     assert event["timeout_s"] == 0.2
+
+
+# -- format size limits -------------------------------------------------------------
+
+
+class _WideBackend(PlaceholderBackend):
+    """A placeholder that accepts any size the limits allow (like a big model)."""
+
+    name = "wide"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(min_side=8, max_side=70_000, max_pixels=10**7)
+
+
+@pytest.fixture
+def wide(
+    make_settings: Callable[..., Settings], plugins: PluginManager
+) -> Callable[..., ImageService]:
+    class Plugin:
+        @hookimpl
+        def register_backends(self, register: Callable[[type[Any]], None]) -> None:
+            register(_WideBackend)
+
+    plugins.register(Plugin(), name="wide-backend")
+
+    def build_service(data: dict[str, Any] | None = None) -> ImageService:
+        base = {
+            "backends": {"wide": {}},
+            "generation": {"backend": "wide", "postprocess": []},
+            "limits": {"min_side": 8, "max_side": 70_000, "max_pixels": 10**7},
+            "postprocess": {
+                "huge": {"type": "resize", "width": 16384, "upscale": True}
+            },
+        }
+        return ImageService.from_settings(
+            make_settings({**base, **(data or {})}), plugins
+        )
+
+    return build_service
+
+
+@pytest.mark.parametrize(
+    ("fmt", "width", "limit"), [("webp", 16392, 16383), ("jpeg", 65504, 65500)]
+)
+async def test_output_format_beyond_its_size_limit_is_refused_clearly(
+    fmt: str, width: int, limit: int, wide: Callable[..., ImageService]
+) -> None:
+    async with wide() as service:
+        with pytest.raises(ValidationError) as caught:
+            await service.generate(small(width=width, height=8), output_format=fmt)
+        # The server keeps serving, and nothing was stored.
+        assert (await service.list_images()).items == []
+        await service.generate(small(width=width, height=8), output_format="png")
+
+    message = str(caught.value)
+    name = "JPEG" if fmt == "jpeg" else "WebP"
+    assert f"{name} allows at most {limit}" in message
+    assert f"{width}x8" in message
+    assert "png" in message
+
+
+async def test_convert_step_beyond_the_format_size_limit_is_refused_clearly(
+    wide: Callable[..., ImageService],
+) -> None:
+    async with wide() as service:
+        with pytest.raises(ValidationError, match="WebP allows at most 16383"):
+            await service.generate(
+                small(width=16392, height=8), postprocess=["convert"]
+            )
+
+
+async def test_transform_resizing_beyond_the_format_size_limit_is_refused_clearly(
+    wide: Callable[..., ImageService],
+) -> None:
+    async with wide() as service:
+        [source] = await service.generate(small(width=2048, height=64))
+        with pytest.raises(ValidationError, match="WebP allows at most 16383"):
+            await service.transform(source.id, ["huge"], output_format="webp")
+        assert [r.id for r in (await service.list_images()).items] == [source.id]
