@@ -47,6 +47,10 @@ class ServerSettings(_Section):
     name: str = "mcp-imagegen"
     #: Longest side of the inline preview returned by generate_image.
     preview_max_side: int = Field(512, ge=32, le=2048)
+    #: Most image data one tool result may carry inline, counted in base64 across
+    #: all its images; past it, a full image falls back to its preview, and a
+    #: preview that does not fit is left out (the link and path stay).
+    max_inline_bytes: int = Field(1_000_000, ge=0)
     #: Generations running at the same time (across all backends).
     max_concurrent_generations: int = Field(2, ge=1, le=256)
     #: Requests allowed to wait for a slot; more are refused at once as busy.

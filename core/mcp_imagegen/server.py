@@ -197,6 +197,17 @@ async def _image_info(service: ImageService, record: ImageRecord) -> ImageInfo:
     )
 
 
+def _base64_size(size: int) -> int:
+    """Length of ``size`` bytes once base64-encoded (with padding)."""
+    return 4 * ((size + 2) // 3)
+
+
+def _image_block(data: bytes, mime_type: str) -> ImageContent:
+    return ImageContent(
+        type="image", data=base64.b64encode(data).decode(), mime_type=mime_type
+    )
+
+
 def _short(text: str, length: int) -> str:
     return text if len(text) <= length else text[: length - 1] + "…"
 
@@ -255,26 +266,58 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
 
         return decorate
 
+    async def inline_image(
+        record: ImageRecord, data: bytes, inline: Inline, budget: int
+    ) -> tuple[ImageContent | None, str | None]:
+        """The inline block for one image within ``budget`` base64 bytes.
+
+        Returns the block (None when nothing fits) and a note saying what was
+        left out and why (None when the image went out as asked).
+        """
+        cap = f"server.max_inline_bytes = {settings.server.max_inline_bytes}"
+        if inline == "full":
+            if _base64_size(len(data)) <= budget:
+                return _image_block(data, record.mime_type), None
+            shown, mime = await anyio.to_thread.run_sync(
+                make_preview, data, settings.server.preview_max_side
+            )
+            if _base64_size(len(shown)) <= budget:
+                return _image_block(shown, mime), (
+                    f"full image ({len(data)} bytes) is above the inline limit "
+                    f"({cap}, counted in base64); a preview is shown instead: read "
+                    "the image:// resource or open the path/URL for the full image"
+                )
+        else:
+            shown, mime = await anyio.to_thread.run_sync(
+                make_preview, data, settings.server.preview_max_side
+            )
+            if _base64_size(len(shown)) <= budget:
+                return _image_block(shown, mime), None
+        return None, (
+            f"not shown inline: the call's images exceed the inline limit ({cap}, "
+            "counted in base64); read the image:// resource or open the path/URL"
+        )
+
     async def image_content(
         items: list[tuple[ImageRecord, bytes | None]], inline: Inline
     ) -> tuple[list[ContentBlock], list[ImageInfo]]:
-        """Build the content blocks for images; ``bytes`` may be None if inline=none."""
+        """Build the content blocks for images; ``bytes`` may be None if inline=none.
+
+        Inline image data shares one budget, ``server.max_inline_bytes``, across
+        the images of the call, so no tool result grows past what clients handle.
+        """
         content: list[ContentBlock] = []
         infos = [await _image_info(service, record) for record, _ in items]
+        notes: list[str | None] = []
+        budget = settings.server.max_inline_bytes
         for (record, data), info in zip(items, infos, strict=True):
+            note = None
             if inline != "none" and data is not None:
-                shown, mime = data, record.mime_type
-                if inline == "preview":
-                    shown, mime = await anyio.to_thread.run_sync(
-                        make_preview, data, settings.server.preview_max_side
-                    )
-                content.append(
-                    ImageContent(
-                        type="image",
-                        data=base64.b64encode(shown).decode(),
-                        mime_type=mime,
-                    )
-                )
+                block, note = await inline_image(record, data, inline, budget)
+                if block is not None:
+                    budget -= len(block.data)
+                    content.append(block)
+            notes.append(note)
             content.append(
                 ResourceLink(
                     type="resource_link",
@@ -288,7 +331,8 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
         lines = [
             f"- {info.id}: {info.path or info.url} "
             f"({info.width}x{info.height} {info.mime_type}, seed {info.seed})"
-            for info in infos
+            + (f"; {note}" if note else "")
+            for info, note in zip(infos, notes, strict=True)
         ]
         noun = "image" if len(infos) == 1 else "images"
         content.append(

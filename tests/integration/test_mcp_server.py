@@ -584,3 +584,45 @@ async def test_invalid_image_id_is_refused_by_every_tool_taking_one(
     text = error_text(result)
     assert "Invalid image id" in text
     assert len(text) < 300
+
+
+# -- inline size cap (server.max_inline_bytes) -------------------------------------
+
+
+def inline_bytes(result: CallToolResult) -> int:
+    return sum(len(block.data) for block in blocks(result, ImageContent))
+
+
+async def test_inline_full_above_the_cap_falls_back_to_a_preview_and_says_so(
+    connect: Callable[..., mcp.Client],
+) -> None:
+    # A 640x640 placeholder PNG is about 35 kB, 47 kB in base64.
+    async with connect({"server": {"max_inline_bytes": 40_000}}) as client:
+        result = await generate(client, width=640, height=640, inline="full")
+
+    [image] = blocks(result, ImageContent)
+    [image_id] = ids_of(result)
+    assert image.mime_type == "image/jpeg"  # the preview, not the stored PNG
+    assert max(image_size(base64.b64decode(image.data))) == 512
+    assert inline_bytes(result) <= 40_000
+    assert [link.uri for link in blocks(result, ResourceLink)] == [
+        f"image://{image_id}"
+    ]
+    [text] = blocks(result, TextContent)
+    assert "server.max_inline_bytes" in text.text
+    assert "preview" in text.text
+
+
+async def test_inline_cap_applies_across_the_images_of_one_call(
+    connect: Callable[..., mcp.Client],
+) -> None:
+    # Each 512x512 preview is the stored PNG itself: about 37 kB in base64.
+    async with connect({"server": {"max_inline_bytes": 80_000}}) as client:
+        result = await generate(client, width=512, height=512, num_images=4)
+
+    assert len(blocks(result, ImageContent)) == 2
+    assert inline_bytes(result) <= 80_000
+    assert len(blocks(result, ResourceLink)) == 4  # every image keeps its link
+    [text] = blocks(result, TextContent)
+    assert text.text.count("not shown inline") == 2
+    assert "server.max_inline_bytes" in text.text
