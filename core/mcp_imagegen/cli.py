@@ -124,7 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(settings: Settings) -> int:
     from mcp_imagegen.app import create_server
+    from mcp_imagegen.memory import limit_arenas_for_serving
 
+    # Before any worker thread exists: threads take their arenas at first malloc.
+    limit_arenas_for_serving()
     server = create_server(settings)
     try:
         server.run("stdio")

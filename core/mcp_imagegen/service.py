@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -44,6 +45,7 @@ from mcp_imagegen.interfaces import (
     InferenceBackend,
     PostProcessor,
 )
+from mcp_imagegen.memory import release_free_memory
 from mcp_imagegen.models import (
     OUTPUT_FORMATS,
     Capabilities,
@@ -64,6 +66,8 @@ log = structlog.get_logger("mcp_imagegen.service")
 
 HEALTH_CHECK_TIMEOUT = 5.0
 MAX_LIST_LIMIT = 100
+#: Requests decoding at least this many pixels in all trim the heap afterwards.
+RELEASE_AFTER_PIXELS = 1024 * 1024
 
 
 class BackendInfo(BaseModel):
@@ -100,6 +104,9 @@ class ImageService:
             settings.generation.postprocess, key="generation.postprocess"
         )
         self._slots = anyio.Semaphore(settings.server.max_concurrent_generations)
+        # Post-processing decodes whole images (12 MB each at 2048²) in worker
+        # threads; more at once than there are cores is no faster, only bigger.
+        self._processing = anyio.Semaphore(max(1, os.cpu_count() or 1))
         self._waiting = 0
         self._task_group: anyio.abc.TaskGroup | None = None
         # image_stored listeners run here, after the reply; leaving the service
@@ -493,7 +500,9 @@ class ImageService:
             for image, digest, ms in finished
         ]
         blobs = [image.data for image, _, _ in finished]
+        del images, finished  # the backend's and the chain's buffers can go now
         await self._save_all(records, blobs)
+        await _release_after(request.width * request.height * request.num_images)
         return [
             StoredImage(record=record, data=data)
             for record, data in zip(records, blobs, strict=True)
@@ -581,6 +590,7 @@ class ImageService:
             parameters=old.parameters,
         )
         await self._save_all([record], [result.data])
+        await _release_after(result.width * result.height)
         return StoredImage(record=record, data=result.data)
 
     async def transform(
@@ -605,6 +615,15 @@ class ImageService:
         last means a chain's own ``convert`` step (which honours the request's
         format, with its own quality) normally makes the final conversion a no-op.
         """
+        async with self._processing:
+            return await self._run_chain(image, chain, context)
+
+    async def _run_chain(
+        self,
+        image: GeneratedImage,
+        chain: Sequence[PostProcessor],
+        context: ProcessingContext,
+    ) -> tuple[GeneratedImage, str, float]:
         begun = time.perf_counter()
         for step in chain:
             try:
@@ -819,6 +838,17 @@ def _build_named(
         settings, component_cls.Settings, table, f"{section}.{name}"
     )
     return component_cls(options, instance_name=name)
+
+
+async def _release_after(pixels: int) -> None:
+    """After a large request, hand the memory its buffers used back to the system.
+
+    Decoded images of a large request take tens of megabytes that glibc would
+    otherwise keep (see :mod:`mcp_imagegen.memory`); small requests skip the
+    few-millisecond trim.
+    """
+    if pixels >= RELEASE_AFTER_PIXELS:
+        await anyio.to_thread.run_sync(release_free_memory)
 
 
 def _sha256(data: bytes) -> str:
