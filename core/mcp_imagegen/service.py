@@ -786,10 +786,13 @@ class ImageService:
                 health = Health(status="unavailable", detail=str(exc))
             except Exception as exc:
                 # A buggy health check must not fail list_backends for every backend.
+                # Its message stays in the log: an unexpected error may carry
+                # internals (URLs, credentials) the client must not see.
                 log.exception("health_check_crashed", backend=backend.instance_name)
                 health = Health(
                     status="unavailable",
-                    detail=f"health check failed: {type(exc).__name__}: {exc}",
+                    detail=f"health check failed unexpectedly ({type(exc).__name__}); "
+                    "the server log has the details",
                 )
             if health.latency_ms is None:
                 health = health.model_copy(

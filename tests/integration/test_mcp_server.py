@@ -707,16 +707,26 @@ async def test_arguments_outside_the_schema_get_the_service_s_clear_messages(
     assert ids_of(after)
 
 
-async def test_argument_of_the_wrong_type_is_a_clear_tool_error(
-    connect: Callable[..., mcp.Client],
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"steps": "many"}, "valid integer"),
+        ({"inline": "huge"}, "'preview', 'full' or 'none'"),
+    ],
+)
+async def test_argument_the_sdk_rejects_is_a_clear_tool_error(
+    arguments: dict[str, Any], expected: str, connect: Callable[..., mcp.Client]
 ) -> None:
     async with connect() as client:
-        result = await client.call_tool("generate_image", {**SMALL, "steps": "many"})
+        result = await client.call_tool("generate_image", {**SMALL, **arguments})
+        after = await generate(client)
 
     text = error_text(result)
-    assert "steps" in text
-    assert "valid integer" in text
+    [name] = arguments
+    assert name in text
+    assert expected in text
     assert "internal error" not in text.lower()
+    assert ids_of(after)
 
 
 async def test_get_image_returns_the_whole_recipe(

@@ -715,13 +715,20 @@ async def test_backend_whose_health_check_crashes_is_reported_unavailable(
 
     plugins.register(Plugin(), name="broken-health")
     settings = make_settings({"backends": {"broken": {"type": "broken_health"}}})
-    async with ImageService.from_settings(settings, plugins) as service:
-        infos = {info.name: info for info in await service.describe_backends()}
+    with capture_logs() as logs:
+        async with ImageService.from_settings(settings, plugins) as service:
+            infos = {info.name: info for info in await service.describe_backends()}
+
+    [crash] = [e for e in logs if e["event"] == "health_check_crashed"]
+    assert crash["backend"] == "broken"
 
     assert infos["placeholder"].health.status == "ok"
     assert infos["broken"].health.status == "unavailable"
     detail = infos["broken"].health.detail
-    assert detail == "health check failed: KeyError: 'health bug'"
+    assert detail == (
+        "health check failed unexpectedly (KeyError); the server log has the details"
+    )
+    assert "health bug" not in detail  # an unexpected error's text stays in the log
 
 
 # -- image_stored listeners ---------------------------------------------------------
