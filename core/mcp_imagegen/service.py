@@ -182,7 +182,7 @@ class ImageService:
         data["storage"] = {
             key: value
             for key, value in data["storage"].items()
-            if key in ("backend", "max_age", "cleanup_interval")
+            if key in ("backend", "max_age", "cleanup_interval", "orphan_grace")
         }
         data["storage"][self.storage.name] = self.storage.settings.model_dump(
             mode="json"

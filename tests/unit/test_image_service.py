@@ -860,3 +860,15 @@ async def test_transform_resizing_beyond_the_format_size_limit_is_refused_clearl
         with pytest.raises(ValidationError, match="WebP allows at most 16383"):
             await service.transform(source.id, ["huge"], output_format="webp")
         assert [r.id for r in (await service.list_images()).items] == [source.id]
+
+
+def test_effective_configuration_shows_every_retention_setting(
+    build: Callable[..., ImageService],
+) -> None:
+    service = build({"storage": {"orphan_grace": "PT2H", "max_age": "P1D"}})
+
+    storage = service.effective_configuration()["storage"]
+
+    assert storage["orphan_grace"] == "PT2H"
+    assert storage["max_age"] == "P1D"
+    assert "cleanup_interval" in storage
