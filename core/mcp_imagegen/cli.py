@@ -207,7 +207,10 @@ def stdio_hint(stdin: TextIO) -> str | None:
 
 def _serve(settings: Settings) -> int:
     from mcp_imagegen.app import create_server, serve_stdio
+    from mcp_imagegen.memory import limit_arenas_for_serving
 
+    # Before any worker thread exists: threads take their arenas at first malloc.
+    limit_arenas_for_serving()
     server = create_server(settings)
     hint = stdio_hint(sys.stdin)
     if hint:

@@ -79,6 +79,10 @@ class ServerSettings(_Section):
     name: str = "mcp-imagegen"
     #: Longest side of the inline preview returned by generate_image.
     preview_max_side: int = Field(512, ge=32, le=2048)
+    #: Most image data one tool result may carry inline, counted in base64 across
+    #: all its images; past it, a full image falls back to its preview, and a
+    #: preview that does not fit is left out (the link and path stay).
+    max_inline_bytes: int = Field(1_000_000, ge=0)
     #: Generations running at the same time (across all backends).
     max_concurrent_generations: int = Field(2, ge=1, le=256)
     #: Requests allowed to wait for a slot; more are refused at once as busy.
@@ -172,9 +176,12 @@ class LoggingSettings(_Section):
 
 
 class PluginsSettings(_Section):
-    """``[plugins]``: which plugins not to load."""
+    """``[plugins]``: which plugins not to load, and how long listeners may run."""
 
     disabled: NameList = Field(default_factory=list)
+    #: Longest an ``image_stored`` listener may run before it is cancelled. Listeners
+    #: run in the background, after the reply; this only bounds stray work.
+    image_stored_timeout: timedelta = Field(timedelta(seconds=30), gt=timedelta(0))
 
 
 class Settings(BaseSettings):

@@ -26,6 +26,15 @@ _PIL_FORMAT_BY_MIME = {
 }
 _MIME_BY_PIL_FORMAT = {v: k for k, v in _PIL_FORMAT_BY_MIME.items()}
 
+#: Longest side each format's encoder can write (libwebp: 16383; libjpeg: 65500,
+#: its JPEG_MAX_DIMENSION; GIF: a 16-bit field). PNG allows 2**31 - 1.
+MAX_SIDE_BY_MIME = {"image/webp": 16383, "image/jpeg": 65500, "image/gif": 65535}
+_FORMAT_NAME_BY_MIME = {"image/webp": "WebP", "image/jpeg": "JPEG", "image/gif": "GIF"}
+
+
+class FormatSizeError(ValidationError):
+    """An image is larger than its target format can hold."""
+
 
 class ImageDecodeError(ValidationError):
     """Bytes that should hold an image do not hold a decodable, acceptable one."""
@@ -96,6 +105,7 @@ def encode_image(image: Image.Image, mime_type: str, **options: Any) -> bytes:
 
     Extra ``options`` go to ``Image.save`` (``quality``, ``optimize``, ...).
     """
+    check_encodable(image.width, image.height, mime_type)
     pil_format = _PIL_FORMAT_BY_MIME[mime_type]
     if pil_format == "JPEG" and image.mode not in ("RGB", "L"):
         image = flatten_alpha(image, (255, 255, 255))
@@ -104,6 +114,22 @@ def encode_image(image: Image.Image, mime_type: str, **options: Any) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=pil_format, **options)
     return buffer.getvalue()
+
+
+def check_encodable(width: int, height: int, mime_type: str) -> None:
+    """Refuse a size the format's encoder cannot write, before any encoding.
+
+    Raises:
+        FormatSizeError: naming the format, its limit, the size and what to do.
+    """
+    limit = MAX_SIDE_BY_MIME.get(mime_type)
+    if limit is None or max(width, height) <= limit:
+        return
+    raise FormatSizeError(
+        f"{_FORMAT_NAME_BY_MIME[mime_type]} allows at most {limit} pixels per side; "
+        f"the image is {width}x{height}. Use output_format 'png' (no such limit) "
+        "or a smaller size."
+    )
 
 
 def flatten_alpha(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:

@@ -14,6 +14,7 @@ from importlib import metadata
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+import anyio
 import pluggy
 import structlog
 
@@ -245,13 +246,28 @@ class PluginManager:
         """Let plugins add MCP tools to ``server``."""
         self._pm.hook.register_tools(server=server, service=service)
 
-    async def image_stored(self, record: ImageRecord) -> None:
-        """Announce a stored image; awaits awaitable results, logs failures."""
-        for impl in self._pm.hook.image_stored.get_hookimpls():
+    async def image_stored(
+        self, record: ImageRecord, *, per_listener: float | None = None
+    ) -> None:
+        """Announce a stored image to every listener, concurrently.
+
+        Awaitable results are awaited, each for at most ``per_listener`` seconds (then
+        cancelled); failures and timeouts are logged, never raised.
+        """
+
+        async def notify(impl: Any) -> None:
             try:
                 result = impl.function(**_accepted(impl, record=record))
                 if inspect.isawaitable(result):
-                    await result
+                    with anyio.move_on_after(per_listener) as scope:
+                        await result
+                    if scope.cancelled_caught:
+                        log.warning(
+                            "image_stored_hook_timed_out",
+                            plugin=impl.plugin_name,
+                            image_id=record.id,
+                            timeout_s=per_listener,
+                        )
             except Exception as exc:  # a listener must never fail the request
                 log.warning(
                     "image_stored_hook_failed",
@@ -259,6 +275,11 @@ class PluginManager:
                     image_id=record.id,
                     error=f"{type(exc).__name__}: {exc}",
                 )
+
+        # One slow listener must not hold back the others.
+        async with anyio.create_task_group() as group:
+            for impl in self._pm.hook.image_stored.get_hookimpls():
+                group.start_soon(notify, impl)
 
     # -- introspection ---------------------------------------------------------
 

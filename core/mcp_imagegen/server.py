@@ -6,12 +6,14 @@ error's own message; anything unexpected is logged with its traceback and report
 to the client without internals.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: tool argument annotations are built
+# from the live configuration inside build_mcp_server, and the SDK can only
+# resolve them if they are evaluated where they are written.
 
 import base64
 import inspect
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -48,8 +50,8 @@ from mcp_imagegen.errors import (
     ValidationError,
 )
 from mcp_imagegen.imaging import make_preview
-from mcp_imagegen.models import ImageRecord
-from mcp_imagegen.service import BackendInfo, ImageService
+from mcp_imagegen.models import OUTPUT_FORMATS, ImageRecord
+from mcp_imagegen.service import MAX_LIST_LIMIT, BackendInfo, ImageService
 
 log = structlog.get_logger("mcp_imagegen.server")
 
@@ -78,8 +80,20 @@ class ImageInfo(BaseModel):
     backend: str
     model: str | None
     prompt: str
+    negative_prompt: str | None = None
+    steps: int | None = Field(None, description="Inference steps, if given.")
+    guidance_scale: float | None = None
+    postprocess: list[str] = Field(
+        default_factory=list, description="Post-processing steps applied, in order."
+    )
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Backend and step facts (e.g. sampler, style), as recorded.",
+    )
     created_at: str
-    source_image_id: str | None = None
+    source_image_id: str | None = Field(
+        None, description="The image this one was made from (transform_image)."
+    )
 
 
 class GenerateResult(BaseModel):
@@ -193,6 +207,11 @@ async def _image_info(service: ImageService, record: ImageRecord) -> ImageInfo:
         backend=record.backend,
         model=record.model,
         prompt=record.prompt,
+        negative_prompt=record.negative_prompt,
+        steps=record.steps,
+        guidance_scale=record.guidance_scale,
+        postprocess=record.postprocess,
+        parameters=record.parameters,
         created_at=record.created_at.isoformat(),
         source_image_id=record.source_image_id,
     )
@@ -211,6 +230,51 @@ async def _listed_infos(
             # its record again): the page shows what exists, it does not fail.
             continue
     return infos
+
+
+def _number_schema(**keywords: float) -> Callable[[dict[str, Any]], None]:
+    """``json_schema_extra`` adding JSON Schema keywords to a number property.
+
+    Only the schema changes: it guides the model, while the service's own checks
+    (with their clearer messages) stay the ones that refuse a value.
+    """
+
+    def add(schema: dict[str, Any]) -> None:
+        for branch in schema.get("anyOf", [schema]):
+            if branch.get("type") in ("integer", "number"):
+                branch.update(keywords)
+
+    return add
+
+
+def _enum_schema(values: Sequence[str]) -> Callable[[dict[str, Any]], None]:
+    """``json_schema_extra`` listing the accepted strings (or array items).
+
+    Schema only, as for :func:`_number_schema`: the service also accepts aliases
+    (``jpg``, any case) and names what is available when a value is unknown.
+    """
+
+    def add(schema: dict[str, Any]) -> None:
+        if not values:
+            return
+        for branch in schema.get("anyOf", [schema]):
+            if branch.get("type") == "string":
+                branch["enum"] = list(values)
+            elif branch.get("type") == "array":
+                branch["items"] = {"type": "string", "enum": list(values)}
+
+    return add
+
+
+def _base64_size(size: int) -> int:
+    """Length of ``size`` bytes once base64-encoded (with padding)."""
+    return 4 * ((size + 2) // 3)
+
+
+def _image_block(data: bytes, mime_type: str) -> ImageContent:
+    return ImageContent(
+        type="image", data=base64.b64encode(data).decode(), mime_type=mime_type
+    )
 
 
 def _short(text: str, length: int) -> str:
@@ -272,26 +336,58 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
 
         return decorate
 
+    async def inline_image(
+        record: ImageRecord, data: bytes, inline: Inline, budget: int
+    ) -> tuple[ImageContent | None, str | None]:
+        """The inline block for one image within ``budget`` base64 bytes.
+
+        Returns the block (None when nothing fits) and a note saying what was
+        left out and why (None when the image went out as asked).
+        """
+        cap = f"server.max_inline_bytes = {settings.server.max_inline_bytes}"
+        if inline == "full":
+            if _base64_size(len(data)) <= budget:
+                return _image_block(data, record.mime_type), None
+            shown, mime = await anyio.to_thread.run_sync(
+                make_preview, data, settings.server.preview_max_side
+            )
+            if _base64_size(len(shown)) <= budget:
+                return _image_block(shown, mime), (
+                    f"full image ({len(data)} bytes) is above the inline limit "
+                    f"({cap}, counted in base64); a preview is shown instead: read "
+                    "the image:// resource or open the path/URL for the full image"
+                )
+        else:
+            shown, mime = await anyio.to_thread.run_sync(
+                make_preview, data, settings.server.preview_max_side
+            )
+            if _base64_size(len(shown)) <= budget:
+                return _image_block(shown, mime), None
+        return None, (
+            f"not shown inline: the call's images exceed the inline limit ({cap}, "
+            "counted in base64); read the image:// resource or open the path/URL"
+        )
+
     async def image_content(
         items: list[tuple[ImageRecord, bytes | None]], inline: Inline
     ) -> tuple[list[ContentBlock], list[ImageInfo]]:
-        """Build the content blocks for images; ``bytes`` may be None if inline=none."""
+        """Build the content blocks for images; ``bytes`` may be None if inline=none.
+
+        Inline image data shares one budget, ``server.max_inline_bytes``, across
+        the images of the call, so no tool result grows past what clients handle.
+        """
         content: list[ContentBlock] = []
         infos = [await _image_info(service, record) for record, _ in items]
+        notes: list[str | None] = []
+        budget = settings.server.max_inline_bytes
         for (record, data), info in zip(items, infos, strict=True):
+            note = None
             if inline != "none" and data is not None:
-                shown, mime = data, record.mime_type
-                if inline == "preview":
-                    shown, mime = await anyio.to_thread.run_sync(
-                        make_preview, data, settings.server.preview_max_side
-                    )
-                content.append(
-                    ImageContent(
-                        type="image",
-                        data=base64.b64encode(shown).decode(),
-                        mime_type=mime,
-                    )
-                )
+                block, note = await inline_image(record, data, inline, budget)
+                if block is not None:
+                    budget -= len(block.data)
+                    content.append(block)
+            notes.append(note)
             content.append(
                 ResourceLink(
                     type="resource_link",
@@ -305,13 +401,56 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
         lines = [
             f"- {info.id}: {info.path or info.url} "
             f"({info.width}x{info.height} {info.mime_type}, seed {info.seed})"
-            for info in infos
+            + (f"; {note}" if note else "")
+            for info, note in zip(infos, notes, strict=True)
         ]
         noun = "image" if len(infos) == 1 else "images"
         content.append(
             TextContent(type="text", text=f"{len(infos)} {noun}:\n" + "\n".join(lines))
         )
         return content, infos
+
+    limits, defaults = settings.limits, settings.generation
+
+    # Argument schemas built from the live configuration: what the model sees is
+    # what this server accepts.
+    def side_field(name: str) -> Any:
+        return Field(
+            description=f"{name} in pixels: {limits.min_side}-{limits.max_side}, a "
+            f"multiple of {limits.side_multiple}, at most {limits.max_pixels} pixels "
+            f"in all; default {getattr(defaults, name.lower())}.",
+            json_schema_extra=_number_schema(
+                minimum=limits.min_side,
+                maximum=limits.max_side,
+                multipleOf=limits.side_multiple,
+            ),
+        )
+
+    def format_field() -> Any:
+        return Field(
+            description="Format of the stored image: "
+            f"{', '.join(OUTPUT_FORMATS)}; omit to keep the "
+            + (
+                f"configured '{defaults.output_format}'."
+                if defaults.output_format
+                else "backend's format."
+            ),
+            json_schema_extra=_enum_schema(list(OUTPUT_FORMATS)),
+        )
+
+    def steps_field(description: str) -> Any:
+        return Field(
+            description=description,
+            json_schema_extra=_enum_schema(sorted(service.steps)),
+        )
+
+    def inline_field() -> Any:
+        return Field(
+            description="What image data to return: 'preview' (default, small), "
+            "'full' (the stored bytes) or 'none' (link and path only). Inline "
+            f"data is capped at {settings.server.max_inline_bytes} bytes (base64) "
+            "per call; past it, previews or links are returned instead.",
+        )
 
     @tool(
         annotations=ToolAnnotations(
@@ -326,39 +465,61 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
         prompt: Annotated[str, Field(description="What the image should show.")],
         ctx: Context[ImageService, Any],
         negative_prompt: Annotated[
-            str | None, Field(description="What the image should not show.")
+            str | None,
+            Field(description="What the image should not show (if the backend can)."),
         ] = None,
-        width: Annotated[
-            int | None, Field(description="Width in pixels (multiple of 8).")
-        ] = None,
-        height: Annotated[
-            int | None, Field(description="Height in pixels (multiple of 8).")
-        ] = None,
+        width: Annotated[int | None, side_field("Width")] = None,
+        height: Annotated[int | None, side_field("Height")] = None,
         num_images: Annotated[
-            int | None, Field(description="How many images (1-4).")
+            int | None,
+            Field(
+                description=f"How many images (1-{limits.max_images}); default "
+                f"{defaults.num_images}.",
+                json_schema_extra=_number_schema(minimum=1, maximum=limits.max_images),
+            ),
         ] = None,
         seed: Annotated[
             int | None,
-            Field(description="Seed for reproducible results; random if omitted."),
+            Field(
+                description="Seed for reproducible results; random if omitted. "
+                "Image i of the call uses seed + i.",
+                json_schema_extra=_number_schema(minimum=0, maximum=2**32 - 1),
+            ),
         ] = None,
-        steps: Annotated[int | None, Field(description="Inference steps.")] = None,
+        steps: Annotated[
+            int | None,
+            Field(
+                description=f"Inference steps (1-{limits.max_steps}); more is "
+                "slower and usually finer. Omit for the backend's default.",
+                json_schema_extra=_number_schema(minimum=1, maximum=limits.max_steps),
+            ),
+        ] = None,
         guidance_scale: Annotated[
-            float | None, Field(description="How strictly to follow the prompt.")
+            float | None,
+            Field(
+                description="How strictly to follow the prompt (0-50, typically "
+                "5-9). Omit for the backend's default.",
+                json_schema_extra=_number_schema(minimum=0, maximum=50),
+            ),
         ] = None,
         backend: Annotated[
-            str | None, Field(description="Backend instance (see list_backends).")
+            str | None,
+            Field(
+                description="Backend instance (see list_backends); default "
+                f"'{settings.generation.backend}'.",
+                json_schema_extra=_enum_schema(sorted(service.backends)),
+            ),
         ] = None,
-        output_format: Annotated[
-            str | None, Field(description="png, jpeg or webp.")
-        ] = None,
+        output_format: Annotated[str | None, format_field()] = None,
         postprocess: Annotated[
             list[str] | None,
-            Field(description="Post-processing steps replacing the default chain."),
+            steps_field(
+                "Post-processing steps replacing the default chain "
+                f"({', '.join(settings.generation.postprocess) or 'none'}), in "
+                "order; [] for none."
+            ),
         ] = None,
-        inline: Annotated[
-            Inline,
-            Field(description="preview (default), full image, or none."),
-        ] = "preview",
+        inline: Annotated[Inline, inline_field()] = "preview",
     ) -> Annotated[CallToolResult, GenerateResult]:
         """Generate images from a text prompt and store them.
 
@@ -412,12 +573,10 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
             str, Field(description="Id of the stored image to transform.")
         ],
         postprocess: Annotated[
-            list[str], Field(description="Post-processing steps to apply, in order.")
+            list[str], steps_field("Post-processing steps to apply, in order.")
         ],
-        output_format: Annotated[
-            str | None, Field(description="png, jpeg or webp.")
-        ] = None,
-        inline: Inline = "preview",
+        output_format: Annotated[str | None, format_field()] = None,
+        inline: Annotated[Inline, inline_field()] = "preview",
     ) -> Annotated[CallToolResult, GenerateResult]:
         """Apply post-processing steps to a stored image, storing a new image.
 
@@ -440,7 +599,13 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
         )
     )
     async def list_images(
-        limit: Annotated[int, Field(description="Page size (1-100).")] = 20,
+        limit: Annotated[
+            int,
+            Field(
+                description=f"Page size (1-{MAX_LIST_LIMIT}).",
+                json_schema_extra=_number_schema(minimum=1, maximum=MAX_LIST_LIMIT),
+            ),
+        ] = 20,
         cursor: Annotated[
             str | None, Field(description="next_cursor from the previous page.")
         ] = None,
@@ -463,7 +628,7 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
     )
     async def get_image(
         image_id: Annotated[str, Field(description="Id of the stored image.")],
-        inline: Inline = "preview",
+        inline: Annotated[Inline, inline_field()] = "preview",
     ) -> Annotated[CallToolResult, ImageInfo]:
         """Return a stored image with its metadata, link and path or URL."""
 

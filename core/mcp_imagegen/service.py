@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,7 @@ from mcp_imagegen.interfaces import (
     InferenceBackend,
     PostProcessor,
 )
+from mcp_imagegen.memory import release_free_memory
 from mcp_imagegen.models import (
     OUTPUT_FORMATS,
     Capabilities,
@@ -65,6 +67,8 @@ log = structlog.get_logger("mcp_imagegen.service")
 
 HEALTH_CHECK_TIMEOUT = 5.0
 MAX_LIST_LIMIT = 100
+#: Requests decoding at least this many pixels in all trim the heap afterwards.
+RELEASE_AFTER_PIXELS = 1024 * 1024
 
 
 class BackendInfo(BaseModel):
@@ -101,8 +105,14 @@ class ImageService:
             settings.generation.postprocess, key="generation.postprocess"
         )
         self._slots = anyio.Semaphore(settings.server.max_concurrent_generations)
+        # Post-processing decodes whole images (12 MB each at 2048²) in worker
+        # threads; more at once than there are cores is no faster, only bigger.
+        self._processing = anyio.Semaphore(max(1, os.cpu_count() or 1))
         self._waiting = 0
         self._task_group: anyio.abc.TaskGroup | None = None
+        # image_stored listeners run here, after the reply; leaving the service
+        # waits for them (each bounded by plugins.image_stored_timeout).
+        self._listeners: anyio.abc.TaskGroup | None = None
         self._started: list[Component] = []
 
     # -- construction --------------------------------------------------------
@@ -204,10 +214,12 @@ class ImageService:
             ]:
                 await component.start()
                 self._started.append(component)
+            self._listeners = anyio.create_task_group()
+            await self._listeners.__aenter__()
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
-            if self.settings.storage.max_age is not None:
-                self._task_group.start_soon(self._retention_loop)
+            # Always: even without max_age, leftovers of interrupted saves are swept.
+            self._task_group.start_soon(self._retention_loop)
         except BaseException:
             await self._close_components()
             raise
@@ -224,6 +236,11 @@ class ImageService:
                 self._task_group.cancel_scope.cancel()
                 await self._task_group.__aexit__(None, None, None)
                 self._task_group = None
+            if self._listeners is not None:
+                listeners, self._listeners = self._listeners, None
+                if exc_type is not None:
+                    listeners.cancel_scope.cancel()
+                await listeners.__aexit__(None, None, None)
         finally:
             await self._close_components()
 
@@ -244,7 +261,27 @@ class ImageService:
         interval = self.settings.storage.cleanup_interval.total_seconds()
         while True:
             await self.delete_expired()
+            await self.remove_orphans()
             await anyio.sleep(max(interval, 1.0))
+
+    async def remove_orphans(self) -> int:
+        """Remove leftovers of interrupted saves older than ``storage.orphan_grace``.
+
+        Failures are logged, never raised: this runs in the background task group.
+        """
+        cutoff = datetime.now(UTC) - self.settings.storage.orphan_grace
+        try:
+            removed = await self.storage.remove_orphans(cutoff)
+        except Exception as exc:
+            log.warning(
+                "orphan_sweep_failed",
+                error=f"{type(exc).__name__}: {exc}",
+                cutoff=cutoff.isoformat(),
+            )
+            return 0
+        if removed:
+            log.info("orphans_removed", count=removed, cutoff=cutoff.isoformat())
+        return removed
 
     async def delete_expired(self) -> int:
         """Delete images older than ``storage.max_age``; return how many."""
@@ -472,7 +509,9 @@ class ImageService:
             for image, digest, ms in finished
         ]
         blobs = [image.data for image, _, _ in finished]
+        del images, finished  # the backend's and the chain's buffers can go now
         await self._save_all(records, blobs)
+        await _release_after(request.width * request.height * request.num_images)
         return [
             StoredImage(record=record, data=data)
             for record, data in zip(records, blobs, strict=True)
@@ -560,6 +599,7 @@ class ImageService:
             parameters=old.parameters,
         )
         await self._save_all([record], [result.data])
+        await _release_after(result.width * result.height)
         return StoredImage(record=record, data=result.data)
 
     async def transform(
@@ -584,6 +624,15 @@ class ImageService:
         last means a chain's own ``convert`` step (which honours the request's
         format, with its own quality) normally makes the final conversion a no-op.
         """
+        async with self._processing:
+            return await self._run_chain(image, chain, context)
+
+    async def _run_chain(
+        self,
+        image: GeneratedImage,
+        chain: Sequence[PostProcessor],
+        context: ProcessingContext,
+    ) -> tuple[GeneratedImage, str, float]:
         begun = time.perf_counter()
         for step in chain:
             try:
@@ -688,7 +737,17 @@ class ImageService:
                     else {}
                 ),
             )
-            await self.plugins.image_stored(record)
+            await self._announce(record)
+
+    async def _announce(self, record: ImageRecord) -> None:
+        """Start the ``image_stored`` listeners in the background."""
+        timeout = self.settings.plugins.image_stored_timeout.total_seconds()
+        if self._listeners is None:  # not entered: nothing may outlive the call
+            await self.plugins.image_stored(record, per_listener=timeout)
+            return
+        self._listeners.start_soon(
+            lambda: self.plugins.image_stored(record, per_listener=timeout)
+        )
 
     def _slot(self) -> _Slot:
         return _Slot(self)
@@ -734,6 +793,16 @@ class ImageService:
                 health = Health(status="unavailable", detail="health check timed out")
             except MCPImageError as exc:
                 health = Health(status="unavailable", detail=str(exc))
+            except Exception as exc:
+                # A buggy health check must not fail list_backends for every backend.
+                # Its message stays in the log: an unexpected error may carry
+                # internals (URLs, credentials) the client must not see.
+                log.exception("health_check_crashed", backend=backend.instance_name)
+                health = Health(
+                    status="unavailable",
+                    detail=f"health check failed unexpectedly ({type(exc).__name__}); "
+                    "the server log has the details",
+                )
             if health.latency_ms is None:
                 health = health.model_copy(
                     update={
@@ -781,6 +850,17 @@ def _build_named(
         settings, component_cls.Settings, table, f"{section}.{name}"
     )
     return component_cls(options, instance_name=name)
+
+
+async def _release_after(pixels: int) -> None:
+    """After a large request, hand the memory its buffers used back to the system.
+
+    Decoded images of a large request take tens of megabytes that glibc would
+    otherwise keep (see :mod:`mcp_imagegen.memory`); small requests skip the
+    few-millisecond trim.
+    """
+    if pixels >= RELEASE_AFTER_PIXELS:
+        await anyio.to_thread.run_sync(release_free_memory)
 
 
 def _sha256(data: bytes) -> str:

@@ -14,7 +14,7 @@ from mcp_imagegen import (
     PostProcessor,
     ProcessingContext,
 )
-from mcp_imagegen.imaging import ImageDecodeError
+from mcp_imagegen.imaging import FormatSizeError, ImageDecodeError
 from mcp_imagegen_imageops.containers import ContainerError
 
 log = structlog.get_logger(__name__)
@@ -43,6 +43,10 @@ class ImageOpsStep(PostProcessor, abc.ABC):
             result = await anyio.to_thread.run_sync(self.apply, image, context)
         except PostProcessingError:
             raise
+        except FormatSizeError as exc:
+            # The request asked for more than the format can hold: the caller's
+            # choice to change, so it stays a validation error, naming the step.
+            raise FormatSizeError(f"{self.describe()}: {exc}") from None
         except ImageDecodeError as exc:
             raise PostProcessingError(
                 f"{self.describe()} cannot decode its input image "

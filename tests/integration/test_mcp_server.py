@@ -584,3 +584,177 @@ async def test_invalid_image_id_is_refused_by_every_tool_taking_one(
     text = error_text(result)
     assert "Invalid image id" in text
     assert len(text) < 300
+
+
+# -- inline size cap (server.max_inline_bytes) -------------------------------------
+
+
+def inline_bytes(result: CallToolResult) -> int:
+    return sum(len(block.data) for block in blocks(result, ImageContent))
+
+
+async def test_inline_full_above_the_cap_falls_back_to_a_preview_and_says_so(
+    connect: Callable[..., mcp.Client],
+) -> None:
+    # A 640x640 placeholder PNG is about 35 kB, 47 kB in base64.
+    async with connect({"server": {"max_inline_bytes": 40_000}}) as client:
+        result = await generate(client, width=640, height=640, inline="full")
+
+    [image] = blocks(result, ImageContent)
+    [image_id] = ids_of(result)
+    assert image.mime_type == "image/jpeg"  # the preview, not the stored PNG
+    assert max(image_size(base64.b64decode(image.data))) == 512
+    assert inline_bytes(result) <= 40_000
+    assert [link.uri for link in blocks(result, ResourceLink)] == [
+        f"image://{image_id}"
+    ]
+    [text] = blocks(result, TextContent)
+    assert "server.max_inline_bytes" in text.text
+    assert "preview" in text.text
+
+
+async def test_inline_cap_applies_across_the_images_of_one_call(
+    connect: Callable[..., mcp.Client],
+) -> None:
+    # Each 512x512 preview is the stored PNG itself: about 37 kB in base64.
+    async with connect({"server": {"max_inline_bytes": 80_000}}) as client:
+        result = await generate(client, width=512, height=512, num_images=4)
+
+    assert len(blocks(result, ImageContent)) == 2
+    assert inline_bytes(result) <= 80_000
+    assert len(blocks(result, ResourceLink)) == 4  # every image keeps its link
+    [text] = blocks(result, TextContent)
+    assert text.text.count("not shown inline") == 2
+    assert "server.max_inline_bytes" in text.text
+
+
+# -- input schemas (guidance for the model, from the live configuration) --------------
+
+
+def number_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The integer/number branch of a property schema (``X | None`` is an anyOf)."""
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") in ("integer", "number"):
+            return dict(branch)
+    raise AssertionError(f"no number in {schema}")
+
+
+async def test_input_schemas_carry_the_configured_bounds_and_enums(
+    connect: Callable[..., mcp.Client],
+) -> None:
+    limits = {
+        "min_side": 128,
+        "max_side": 1024,
+        "side_multiple": 16,
+        "max_images": 3,
+        "max_steps": 60,
+    }
+    postprocess = {"thumb": {"type": "resize", "max_side": 256}}
+    async with connect({"limits": limits, "postprocess": postprocess}) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+
+    generate_props = tools["generate_image"].input_schema["properties"]
+    for side in ("width", "height"):
+        bounds = number_schema(generate_props[side])
+        assert bounds["minimum"] == 128
+        assert bounds["maximum"] == 1024
+        assert bounds["multipleOf"] == 16
+    assert number_schema(generate_props["num_images"])["maximum"] == 3
+    assert number_schema(generate_props["num_images"])["minimum"] == 1
+    assert number_schema(generate_props["steps"])["maximum"] == 60
+    guidance = number_schema(generate_props["guidance_scale"])
+    assert (guidance["minimum"], guidance["maximum"]) == (0, 50)
+    limit = number_schema(tools["list_images"].input_schema["properties"]["limit"])
+    assert (limit["minimum"], limit["maximum"]) == (1, 100)
+
+    for name in ("generate_image", "transform_image"):
+        props = tools[name].input_schema["properties"]
+        formats = [b for b in props["output_format"]["anyOf"] if "enum" in b]
+        assert formats == [{"type": "string", "enum": ["png", "jpeg", "webp"]}]
+        steps = [b for b in props["postprocess"].get("anyOf", [props["postprocess"]])]
+        [array] = [b for b in steps if b.get("type") == "array"]
+        assert "thumb" in array["items"]["enum"]
+        assert "metadata" in array["items"]["enum"]
+        assert set(props["inline"]["enum"]) == {"preview", "full", "none"}
+
+    for tool in tools.values():
+        for arg, schema in tool.input_schema.get("properties", {}).items():
+            assert schema.get("description"), f"{tool.name}.{arg} has no description"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"width": 4096}, "width 4096 is out of range: use 64 to 2048"),
+        ({"width": 100}, "width 100 is not a multiple of 8: use 96 or 104"),
+        ({"output_format": "JPG"}, None),  # the service's own aliases still work
+        ({"postprocess": ["nope"]}, "unknown post-processing step 'nope'"),
+    ],
+)
+async def test_arguments_outside_the_schema_get_the_service_s_clear_messages(
+    arguments: dict[str, Any],
+    message: str | None,
+    connect: Callable[..., mcp.Client],
+) -> None:
+    async with connect() as client:
+        result = await client.call_tool("generate_image", {**SMALL, **arguments})
+        after = await generate(client)
+
+    if message is None:
+        assert not result.is_error, result
+    else:
+        assert message in error_text(result)
+    assert ids_of(after)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"steps": "many"}, "valid integer"),
+        ({"inline": "huge"}, "'preview', 'full' or 'none'"),
+    ],
+)
+async def test_argument_the_sdk_rejects_is_a_clear_tool_error(
+    arguments: dict[str, Any], expected: str, connect: Callable[..., mcp.Client]
+) -> None:
+    async with connect() as client:
+        result = await client.call_tool("generate_image", {**SMALL, **arguments})
+        after = await generate(client)
+
+    text = error_text(result)
+    [name] = arguments
+    assert name in text
+    assert expected in text
+    assert "internal error" not in text.lower()
+    assert ids_of(after)
+
+
+async def test_get_image_returns_the_whole_recipe(
+    connect: Callable[..., mcp.Client],
+) -> None:
+    async with connect() as client:
+        [source] = ids_of(
+            await generate(
+                client,
+                negative_prompt="dogs",
+                steps=7,
+                guidance_scale=4.5,
+                seed=11,
+            )
+        )
+        transformed = await client.call_tool(
+            "transform_image", {"image_id": source, "postprocess": ["strip_metadata"]}
+        )
+        [child] = ids_of(transformed)
+        result = await client.call_tool("get_image", {"image_id": child})
+
+    info = result.structured_content
+    assert info is not None
+    assert info["prompt"] == "a small cat"
+    assert info["negative_prompt"] == "dogs"
+    assert info["steps"] == 7
+    assert info["guidance_scale"] == 4.5
+    assert info["seed"] == 11
+    assert info["source_image_id"] == source
+    assert info["postprocess"] == ["strip_metadata"]
+    assert isinstance(info["parameters"], dict)

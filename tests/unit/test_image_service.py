@@ -16,11 +16,14 @@ from structlog.testing import capture_logs
 
 from mcp_imagegen import (
     BusyError,
+    Capabilities,
     ComponentSettings,
     ConfigurationError,
     GeneratedImage,
     GenerationRequest,
+    Health,
     ImageNotFoundError,
+    ImageRecord,
     PostProcessingError,
     PostProcessor,
     ProcessingContext,
@@ -32,6 +35,7 @@ from mcp_imagegen.config import Settings
 from mcp_imagegen.plugins import PluginManager
 from mcp_imagegen.service import ImageService
 from mcp_imagegen_file.storage import FileStorage, FileStorageSettings
+from mcp_imagegen_placeholder.backend import PlaceholderBackend
 from tests.conftest import make_record, png_bytes
 
 pytestmark = pytest.mark.anyio
@@ -597,3 +601,274 @@ async def test_describe_backends_reports_default_capabilities_and_health(
     assert infos["extra"].type == "placeholder"
     assert infos["extra"].health.status == "ok"
     assert infos["extra"].capabilities.models == ["placeholder-v1"]
+
+
+class _RecordingRetentionStorage(FileStorage):
+    """File storage that records the retention task's calls (a boundary)."""
+
+    name = "recording_retention"
+    fail_orphans = False
+
+    async def delete_expired(self, older_than: datetime) -> int:
+        self.expiry_calls: list[datetime] = [
+            *getattr(self, "expiry_calls", []),
+            older_than,
+        ]
+        return await super().delete_expired(older_than)
+
+    async def remove_orphans(self, older_than: datetime) -> int:
+        self.orphan_calls: list[datetime] = [
+            *getattr(self, "orphan_calls", []),
+            older_than,
+        ]
+        if self.fail_orphans:
+            raise OSError("orphan sweep exploded")
+        return await super().remove_orphans(older_than)
+
+
+def _recording_service(
+    make_settings: Callable[..., Settings],
+    plugins: PluginManager,
+    image_dir: Path,
+    storage: dict[str, Any],
+) -> ImageService:
+    class Plugin:
+        @hookimpl
+        def register_storages(self, register: Callable[[type[Any]], None]) -> None:
+            register(_RecordingRetentionStorage)
+
+    plugins.register(Plugin(), name="recording")
+    settings = make_settings(
+        {
+            "storage": {
+                "backend": "recording_retention",
+                "recording_retention": {"directory": str(image_dir)},
+                **storage,
+            }
+        }
+    )
+    return ImageService.from_settings(settings, plugins)
+
+
+async def test_retention_task_sweeps_orphans_even_without_max_age(
+    make_settings: Callable[..., Settings], plugins: PluginManager, image_dir: Path
+) -> None:
+    service = _recording_service(
+        make_settings, plugins, image_dir, {"orphan_grace": "PT2H"}
+    )
+    before = datetime.now(UTC)
+    with anyio.fail_after(30):
+        async with service:
+            while not getattr(service.storage, "orphan_calls", []):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+    after = datetime.now(UTC)
+
+    [cutoff] = service.storage.orphan_calls  # type: ignore[attr-defined]
+    assert before - timedelta(hours=2) <= cutoff <= after - timedelta(hours=2)
+    assert not getattr(service.storage, "expiry_calls", [])  # no max_age: no expiry
+
+
+async def test_retention_task_expires_and_sweeps_orphans_with_max_age(
+    make_settings: Callable[..., Settings], plugins: PluginManager, image_dir: Path
+) -> None:
+    service = _recording_service(make_settings, plugins, image_dir, {"max_age": "P1D"})
+    with anyio.fail_after(30):
+        async with service:
+            while not getattr(service.storage, "orphan_calls", []):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+
+    assert len(service.storage.expiry_calls) == 1  # type: ignore[attr-defined]
+
+
+async def test_failing_orphan_sweep_is_logged_and_the_service_keeps_serving(
+    make_settings: Callable[..., Settings], plugins: PluginManager, image_dir: Path
+) -> None:
+    service = _recording_service(make_settings, plugins, image_dir, {})
+    service.storage.fail_orphans = True  # type: ignore[attr-defined]
+    with capture_logs() as logs, anyio.fail_after(30):
+        async with service:
+            while not getattr(service.storage, "orphan_calls", []):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+            [record] = await service.generate(small())
+
+    assert record.id
+    [failure] = [e for e in logs if e["event"] == "orphan_sweep_failed"]
+    assert "orphan sweep exploded" in failure["error"]
+
+
+class _BrokenHealthBackend(PlaceholderBackend):
+    """A backend whose health check has a bug (raises an unexpected error)."""
+
+    name = "broken_health"
+
+    async def check_health(self) -> Health:
+        raise KeyError("health bug")
+
+
+async def test_backend_whose_health_check_crashes_is_reported_unavailable(
+    make_settings: Callable[..., Settings], plugins: PluginManager
+) -> None:
+    class Plugin:
+        @hookimpl
+        def register_backends(self, register: Callable[[type[Any]], None]) -> None:
+            register(_BrokenHealthBackend)
+
+    plugins.register(Plugin(), name="broken-health")
+    settings = make_settings({"backends": {"broken": {"type": "broken_health"}}})
+    with capture_logs() as logs:
+        async with ImageService.from_settings(settings, plugins) as service:
+            infos = {info.name: info for info in await service.describe_backends()}
+
+    [crash] = [e for e in logs if e["event"] == "health_check_crashed"]
+    assert crash["backend"] == "broken"
+
+    assert infos["placeholder"].health.status == "ok"
+    assert infos["broken"].health.status == "unavailable"
+    detail = infos["broken"].health.detail
+    assert detail == (
+        "health check failed unexpectedly (KeyError); the server log has the details"
+    )
+    assert "health bug" not in detail  # an unexpected error's text stays in the log
+
+
+# -- image_stored listeners ---------------------------------------------------------
+
+
+class _BlockedListener:
+    """An ``image_stored`` listener that waits until the test releases it."""
+
+    def __init__(self) -> None:
+        self.release = anyio.Event()
+        self.started: list[str] = []
+        self.finished: list[str] = []
+
+    @hookimpl
+    async def image_stored(self, record: ImageRecord) -> None:
+        self.started.append(record.id)
+        await self.release.wait()
+        self.finished.append(record.id)
+
+
+async def test_slow_image_stored_listener_does_not_delay_the_reply(
+    build: Callable[..., ImageService], plugins: PluginManager
+) -> None:
+    listener = _BlockedListener()
+    plugins.register(listener, name="slow-listener")
+
+    with anyio.fail_after(20):  # before the fix, generate waited for the listener
+        async with build() as service:
+            [record] = await service.generate(small())
+            assert listener.finished == []  # the reply came first
+            listener.release.set()
+    # Leaving the service waits for listeners still running (within their timeout).
+    assert listener.finished == [record.id]
+
+
+async def test_image_stored_listener_past_its_timeout_is_cancelled_and_logged(
+    build: Callable[..., ImageService], plugins: PluginManager
+) -> None:
+    listener = _BlockedListener()  # never released
+    plugins.register(listener, name="stuck-listener")
+
+    with capture_logs() as logs, anyio.fail_after(20):
+        async with build({"plugins": {"image_stored_timeout": 0.2}}) as service:
+            [record] = await service.generate(small())
+
+    assert listener.started == [record.id]
+    assert listener.finished == []
+    [event] = [e for e in logs if e["event"] == "image_stored_hook_timed_out"]
+    assert event["plugin"] == "stuck-listener"
+    assert event["image_id"] == record.id
+    assert event["timeout_s"] == 0.2
+
+
+# -- format size limits -------------------------------------------------------------
+
+
+class _WideBackend(PlaceholderBackend):
+    """A placeholder that accepts any size the limits allow (like a big model)."""
+
+    name = "wide"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(min_side=8, max_side=70_000, max_pixels=10**7)
+
+
+@pytest.fixture
+def wide(
+    make_settings: Callable[..., Settings], plugins: PluginManager
+) -> Callable[..., ImageService]:
+    class Plugin:
+        @hookimpl
+        def register_backends(self, register: Callable[[type[Any]], None]) -> None:
+            register(_WideBackend)
+
+    plugins.register(Plugin(), name="wide-backend")
+
+    def build_service(data: dict[str, Any] | None = None) -> ImageService:
+        base = {
+            "backends": {"wide": {}},
+            "generation": {"backend": "wide", "postprocess": []},
+            "limits": {"min_side": 8, "max_side": 70_000, "max_pixels": 10**7},
+            "postprocess": {
+                "huge": {"type": "resize", "width": 16384, "upscale": True}
+            },
+        }
+        return ImageService.from_settings(
+            make_settings({**base, **(data or {})}), plugins
+        )
+
+    return build_service
+
+
+@pytest.mark.parametrize(
+    ("fmt", "width", "limit"), [("webp", 16392, 16383), ("jpeg", 65504, 65500)]
+)
+async def test_output_format_beyond_its_size_limit_is_refused_clearly(
+    fmt: str, width: int, limit: int, wide: Callable[..., ImageService]
+) -> None:
+    async with wide() as service:
+        with pytest.raises(ValidationError) as caught:
+            await service.generate(small(width=width, height=8), output_format=fmt)
+        # The server keeps serving, and nothing was stored.
+        assert (await service.list_images()).items == []
+        await service.generate(small(width=width, height=8), output_format="png")
+
+    message = str(caught.value)
+    name = "JPEG" if fmt == "jpeg" else "WebP"
+    assert f"{name} allows at most {limit}" in message
+    assert f"{width}x8" in message
+    assert "png" in message
+
+
+async def test_convert_step_beyond_the_format_size_limit_is_refused_clearly(
+    wide: Callable[..., ImageService],
+) -> None:
+    async with wide() as service:
+        with pytest.raises(ValidationError, match="WebP allows at most 16383"):
+            await service.generate(
+                small(width=16392, height=8), postprocess=["convert"]
+            )
+
+
+async def test_transform_resizing_beyond_the_format_size_limit_is_refused_clearly(
+    wide: Callable[..., ImageService],
+) -> None:
+    async with wide() as service:
+        [source] = await service.generate(small(width=2048, height=64))
+        with pytest.raises(ValidationError, match="WebP allows at most 16383"):
+            await service.transform(source.id, ["huge"], output_format="webp")
+        assert [r.id for r in (await service.list_images()).items] == [source.id]
+
+
+def test_effective_configuration_shows_every_retention_setting(
+    build: Callable[..., ImageService],
+) -> None:
+    service = build({"storage": {"orphan_grace": "PT2H", "max_age": "P1D"}})
+
+    storage = service.effective_configuration()["storage"]
+
+    assert storage["orphan_grace"] == "PT2H"
+    assert storage["max_age"] == "P1D"
+    assert "cleanup_interval" in storage
