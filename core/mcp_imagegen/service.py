@@ -411,8 +411,17 @@ class ImageService:
             seed = secrets.randbelow(2**32)
         elif not 0 <= seed < 2**32:
             raise ValidationError(f"seed {seed} is out of range: use 0 to 4294967295.")
+        steps = request.steps
+        if steps is None and capabilities.supports_steps:
+            # The backend's default is what runs: record it in the recipe.
+            steps = capabilities.default_steps
         return request.model_copy(
-            update={"prompt": prompt, "negative_prompt": negative, "seed": seed}
+            update={
+                "prompt": prompt,
+                "negative_prompt": negative,
+                "seed": seed,
+                "steps": steps,
+            }
         )
 
     @staticmethod

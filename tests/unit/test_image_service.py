@@ -276,6 +276,16 @@ async def test_record_holds_what_is_needed_to_reproduce_the_image(
     assert second.data == reproduced.data
 
 
+async def test_backend_default_steps_are_recorded_when_the_request_gives_none(
+    build: Callable[..., ImageService],
+) -> None:
+    config = {"backends": {"placeholder": {"default_steps": 7}}}
+    async with build(config) as service:
+        [record] = await service.generate(small())
+
+    assert record.steps == 7
+
+
 async def test_seed_is_drawn_when_the_request_gives_none(
     build: Callable[..., ImageService],
 ) -> None:
