@@ -432,10 +432,15 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
 
         async def work() -> ImageList:
             page = await service.list_images(limit, cursor)
-            return ImageList(
-                images=[await _image_info(service, r) for r in page.items],
-                next_cursor=page.next_cursor,
-            )
+            images = []
+            for record in page.items:
+                try:
+                    images.append(await _image_info(service, record))
+                except ImageNotFoundError:
+                    # Deleted by another call since the page was read: a page
+                    # shows what existed then, and a concurrent delete is no error.
+                    continue
+            return ImageList(images=images, next_cursor=page.next_cursor)
 
         return await _call("list_images", work)
 

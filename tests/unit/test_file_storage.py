@@ -9,12 +9,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import mcp
 import pydantic
 import pytest
 
 from mcp_imagegen import (
     ConfigurationError,
     ImageNotFoundError,
+    ImagePage,
     ImageRecord,
     InvalidImageIdError,
     StorageError,
@@ -23,6 +25,7 @@ from mcp_imagegen import (
 )
 from mcp_imagegen.config import Settings
 from mcp_imagegen.plugins import PluginManager
+from mcp_imagegen.server import build_mcp_server
 from mcp_imagegen.service import ImageService
 from mcp_imagegen_file import storage as storage_module
 from mcp_imagegen_file.storage import FileStorage, FileStorageSettings
@@ -429,3 +432,41 @@ async def test_saving_a_record_with_an_invalid_id_is_refused(
         await storage.save(make_record(data, image_id=bad_id), data)
 
     assert visible_files(image_dir) == []
+
+
+# -- listing while other calls delete (issue 8, item 1) -------------------------------
+
+
+class DeletesAfterListing(FileStorage):
+    """A file storage where another caller deletes an image right after a listing.
+
+    The delete is injected at the storage boundary: ``list`` returns its page and
+    then, before the caller can use it, the newest listed image is deleted, as a
+    concurrent ``delete_image`` call would.
+    """
+
+    async def list(self, limit: int = 20, cursor: str | None = None) -> ImagePage:
+        page = await super().list(limit, cursor)
+        if page.items:
+            await self.delete(page.items[0].id)
+        return page
+
+
+async def test_list_images_tool_survives_a_delete_of_an_image_it_just_listed(
+    make_settings: Callable[..., Settings],
+    plugin_manager: PluginManager,
+    image_dir: Path,
+) -> None:
+    service = ImageService.from_settings(make_settings(), plugin_manager)
+    service.storage = DeletesAfterListing(FileStorageSettings(directory=image_dir))
+    server = build_mcp_server(service)
+    async with mcp.Client(server) as client:
+        saved = [(await save_new(service.storage))[0] for _ in range(3)]
+
+        result = await client.call_tool("list_images", {"limit": 10})
+
+    assert not result.is_error, result
+    assert result.structured_content is not None
+    listed = [image["id"] for image in result.structured_content["images"]]
+    # The newest image was deleted after the page was read: it is simply absent.
+    assert listed == [saved[1].id, saved[0].id]
