@@ -29,6 +29,8 @@ from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiofiles
+import aiofiles.os
 import anyio
 import structlog
 from pydantic import Field, field_validator
@@ -135,8 +137,8 @@ class FileStorage(ImageStorage):
         Raises:
             StorageError: naming the directory and the OS error.
         """
-        await anyio.to_thread.run_sync(self._check_writable)
-        migrated = await anyio.to_thread.run_sync(self._migrate_flat_layout)
+        await aiofiles.os.wrap(self._check_writable)()
+        migrated: int = await aiofiles.os.wrap(self._migrate_flat_layout)()
         removed = await self.remove_orphans(datetime.now(UTC) - STARTUP_ORPHAN_GRACE)
         log.debug(
             "file_storage_ready",
@@ -219,7 +221,11 @@ class FileStorage(ImageStorage):
     async def save(self, record: ImageRecord, data: bytes) -> None:
         """Write the image, then its record, each atomically."""
         validate_image_id(record.id)
-        await anyio.to_thread.run_sync(self._save_sync, record, data)
+        # One executor call writes both files (no hop per write, flush, fsync and
+        # rename), shielded like a thread call: a cancelled caller never leaves a
+        # save half done, and the extension is remembered once it is complete.
+        with anyio.CancelScope(shield=True):
+            await aiofiles.os.wrap(self._save_sync)(record, data)
         self._remember(record)
 
     def _save_sync(self, record: ImageRecord, data: bytes) -> None:
@@ -251,21 +257,19 @@ class FileStorage(ImageStorage):
         """Remove the record (the image disappears at once), then the image."""
         record = await self.get_record(image_id)
         self._extensions.pop(record.id, None)
-        await anyio.to_thread.run_sync(self._delete_sync, record)
-        # A listing reading this record concurrently may have remembered it again.
-        self._extensions.pop(record.id, None)
-
-    def _delete_sync(self, record: ImageRecord) -> None:
         try:
-            self._record_path(record.id).unlink()
+            await aiofiles.os.unlink(self._record_path(record.id))
         except FileNotFoundError:
             raise ImageNotFoundError(record.id) from None
         except OSError as exc:
             raise StorageError(
                 f"Could not delete image '{record.id}': {exc.strerror or exc}."
             ) from None
+        finally:
+            # A listing reading this record meanwhile may have remembered it again.
+            self._extensions.pop(record.id, None)
         with contextlib.suppress(FileNotFoundError):
-            self._image_path(record.id, record.extension).unlink()
+            await aiofiles.os.unlink(self._image_path(record.id, record.extension))
 
     async def delete_expired(self, older_than: datetime) -> int:
         """Delete images whose id says they were created before ``older_than``.
@@ -298,14 +302,15 @@ class FileStorage(ImageStorage):
         """
         if older_than.tzinfo is None:
             older_than = older_than.replace(tzinfo=UTC)
-        return await anyio.to_thread.run_sync(self._remove_orphans_sync, older_than)
+        removed: int = await aiofiles.os.wrap(self._remove_orphans_sync)(older_than)
+        return removed
 
     def _remove_orphans_sync(self, older_than: datetime) -> int:
         cutoff = older_than.timestamp()
         removed = self._remove_orphans_in(self.directory, cutoff)
-        for day in self._subdirs(self.directory, _DAY_RE):
+        for day in _shard_names(self._names(self.directory), _DAY_RE):
             day_dir = self.directory / day
-            for hour in self._subdirs(day_dir, _HOUR_RE):
+            for hour in _shard_names(self._names(day_dir), _HOUR_RE):
                 removed += self._remove_orphans_in(day_dir / hour, cutoff)
                 if _shard_start(day, hour) + _SHARD_SPAN <= older_than:
                     with contextlib.suppress(OSError):  # not empty: kept
@@ -360,50 +365,40 @@ class FileStorage(ImageStorage):
 
     async def get_record(self, image_id: str) -> ImageRecord:
         """Read and parse the record ``<id>.json``."""
-        path = self._record_path(image_id)
-        record = await anyio.to_thread.run_sync(self._read_record, path, image_id)
+        raw = await self._read(self._record_path(image_id), image_id)
+        try:
+            record = ImageRecord.model_validate_json(raw)
+        except ValueError:
+            raise StorageError(
+                f"The metadata of image '{image_id}' is corrupt."
+            ) from None
         self._remember(record)
         return record
 
-    def _read_record(self, path: Path, image_id: str) -> ImageRecord:
+    async def _read(self, path: Path, image_id: str, limit: int = -1) -> bytes:
+        """Read a file (up to ``limit`` bytes), naming the image in errors."""
         try:
-            raw = path.read_bytes()
+            async with aiofiles.open(path, "rb") as handle:
+                return await handle.read(limit)
         except FileNotFoundError:
             raise ImageNotFoundError(image_id) from None
         except OSError as exc:
             raise StorageError(
                 f"Could not read image '{image_id}': {exc.strerror or exc}."
             ) from None
-        try:
-            return ImageRecord.model_validate_json(raw)
-        except ValueError:
-            raise StorageError(
-                f"The metadata of image '{image_id}' is corrupt."
-            ) from None
 
     async def load(self, image_id: str) -> StoredImage:
         """Read the record and the image bytes."""
         record = await self.get_record(image_id)
+        limit = self.settings.max_load_bytes
         path = self._image_path(record.id, record.extension)
-        data = await anyio.to_thread.run_sync(self._read_image, path, record)
-        return StoredImage(record=record, data=data)
-
-    def _read_image(self, path: Path, record: ImageRecord) -> bytes:
-        try:
-            with path.open("rb") as handle:
-                data = handle.read(self.settings.max_load_bytes + 1)
-        except FileNotFoundError:
-            raise ImageNotFoundError(record.id) from None
-        except OSError as exc:
-            raise StorageError(
-                f"Could not read image '{record.id}': {exc.strerror or exc}."
-            ) from None
-        if len(data) > self.settings.max_load_bytes:
+        data = await self._read(path, record.id, limit + 1)
+        if len(data) > limit:
             raise StorageError(
                 f"Image '{record.id}' is larger than storage.file.max_load_bytes "
-                f"({self.settings.max_load_bytes} bytes)."
+                f"({limit} bytes)."
             )
-        return data
+        return StoredImage(record=record, data=data)
 
     def _names(self, directory: Path) -> list[str]:
         try:
@@ -415,29 +410,24 @@ class FileStorage(ImageStorage):
                 f"Could not list {directory}: {exc.strerror or exc}."
             ) from None
 
-    def _subdirs(self, directory: Path, pattern: re.Pattern[str]) -> list[str]:
-        """Names of shard folders in ``directory``, sorted oldest first.
+    async def _listdir(self, directory: Path) -> list[str]:
+        try:
+            return await aiofiles.os.listdir(directory)
+        except FileNotFoundError:
+            return []  # a shard removed meanwhile
+        except OSError as exc:
+            raise StorageError(
+                f"Could not list {directory}: {exc.strerror or exc}."
+            ) from None
 
-        Other folders (``2026-13-99``, ``photos``) are not ours and are ignored.
-        """
-        names = []
-        for name in self._names(directory):
-            if not pattern.fullmatch(name):
-                continue
-            if pattern is _DAY_RE:
-                try:
-                    _shard_start(name, "00")
-                except ValueError:
-                    continue
-            elif int(name) > 23:
-                continue
-            names.append(name)
-        return sorted(names)
+    async def _subdirs(self, directory: Path, pattern: re.Pattern[str]) -> list[str]:
+        """Names of shard folders in ``directory``, sorted oldest first."""
+        return _shard_names(await self._listdir(directory), pattern)
 
-    def _shard_ids(self, shard: Path) -> list[str]:
+    async def _shard_ids(self, shard: Path) -> list[str]:
         """Ids of the records in one shard, sorted oldest first."""
         ids = []
-        for name in self._names(shard):
+        for name in await self._listdir(shard):
             if name.endswith(_RECORD_SUFFIX) and not name.startswith("."):
                 image_id = name[: -len(_RECORD_SUFFIX)]
                 if _is_image_id(image_id):
@@ -457,16 +447,16 @@ class FileStorage(ImageStorage):
         if before is not None:
             last_shard = self._shard(before)
             last_day, last_hour = last_shard.parent.name, last_shard.name
-        days = await anyio.to_thread.run_sync(self._subdirs, self.directory, _DAY_RE)
+        days = await self._subdirs(self.directory, _DAY_RE)
         for day in reversed(days):
             if last_day is not None and day > last_day:
                 continue
             day_dir = self.directory / day
-            hours = await anyio.to_thread.run_sync(self._subdirs, day_dir, _HOUR_RE)
+            hours = await self._subdirs(day_dir, _HOUR_RE)
             for hour in reversed(hours):
                 if day == last_day and last_hour is not None and hour > last_hour:
                     continue
-                ids = await anyio.to_thread.run_sync(self._shard_ids, day_dir / hour)
+                ids = await self._shard_ids(day_dir / hour)
                 ids = [i for i in reversed(ids) if before is None or i < before]
                 if ids:
                     yield ids
@@ -477,16 +467,16 @@ class FileStorage(ImageStorage):
         """Yield the ids of every shard that starts at or before ``below``."""
         last_shard = self._shard(below)
         last_day, last_hour = last_shard.parent.name, last_shard.name
-        days = await anyio.to_thread.run_sync(self._subdirs, self.directory, _DAY_RE)
+        days = await self._subdirs(self.directory, _DAY_RE)
         for day in days:
             if day > last_day:
                 break
             day_dir = self.directory / day
-            hours = await anyio.to_thread.run_sync(self._subdirs, day_dir, _HOUR_RE)
+            hours = await self._subdirs(day_dir, _HOUR_RE)
             for hour in hours:
                 if day == last_day and hour > last_hour:
                     break
-                yield await anyio.to_thread.run_sync(self._shard_ids, day_dir / hour)
+                yield await self._shard_ids(day_dir / hour)
 
     async def list(self, limit: int = 20, cursor: str | None = None) -> ImagePage:
         """List records newest first; the cursor encodes the last id returned.
@@ -526,6 +516,26 @@ class FileStorage(ImageStorage):
             relative = path.relative_to(self.directory).as_posix()
             return f"{self.settings.base_url}/{relative}"
         return path.as_uri()
+
+
+def _shard_names(names: list[str], pattern: re.Pattern[str]) -> list[str]:
+    """The names of shard folders among ``names``, sorted oldest first.
+
+    Other folders (``2026-13-99``, ``photos``) are not ours and are ignored.
+    """
+    shards = []
+    for name in names:
+        if not pattern.fullmatch(name):
+            continue
+        if pattern is _DAY_RE:
+            try:
+                _shard_start(name, "00")
+            except ValueError:
+                continue
+        elif int(name) > 23:
+            continue
+        shards.append(name)
+    return sorted(shards)
 
 
 def _is_image_id(name: str) -> bool:

@@ -504,10 +504,10 @@ class DeletesBetweenListingAndReads(FileStorage):
     shard was listed and before its records are read: the window in which a
     concurrent delete hits a listing."""
 
-    def _shard_ids(self, shard: Path) -> list[str]:
-        ids = super()._shard_ids(shard)
+    async def _shard_ids(self, shard: Path) -> list[str]:
+        ids = await super()._shard_ids(shard)
         for image_id in ids[::2]:
-            (shard / f"{image_id}.json").unlink()
+            await anyio.Path(shard / f"{image_id}.json").unlink()
         return ids
 
 
@@ -555,9 +555,9 @@ class CountsShardReads(FileStorage):
         super().__init__(settings)
         self.shards_read: list[str] = []
 
-    def _shard_ids(self, shard: Path) -> list[str]:
+    async def _shard_ids(self, shard: Path) -> list[str]:
         self.shards_read.append(f"{shard.parent.name}/{shard.name}")
-        return super()._shard_ids(shard)
+        return await super()._shard_ids(shard)
 
 
 async def test_a_page_reads_only_the_shards_it_needs(image_dir: Path) -> None:
