@@ -849,3 +849,33 @@ async def list_all(storage: FileStorage) -> list[ImageRecord]:
         if cursor is None:
             return records
     raise AssertionError("list() keeps returning a next_cursor")
+
+
+class CountsRootListings(FileStorage):
+    def __init__(self, settings: FileStorageSettings) -> None:
+        super().__init__(settings)
+        self.root_listings = 0
+
+    async def _subdirs(self, directory: Path, pattern: Any) -> list[str]:
+        self.root_listings += directory == self.directory
+        return await super()._subdirs(directory, pattern)
+
+
+async def test_day_folders_are_listed_again_only_when_the_directory_changed(
+    image_dir: Path,
+) -> None:
+    async with CountsRootListings(FileStorageSettings(directory=image_dir)) as storage:
+        first, _ = await save_new(
+            storage, image_id=new_image_id(datetime(2026, 5, 1, tzinfo=UTC))
+        )
+        age(image_dir, timedelta(minutes=5))  # settled: its listing can be trusted
+        assert [r.id for r in (await storage.list()).items] == [first.id]
+        assert [r.id for r in (await storage.list()).items] == [first.id]
+        assert storage.root_listings == 1  # a directory once flat and huge costs ~1 ms
+
+        # Another process adds a day: the directory's mtime moves, it is re-read.
+        second, _ = await save_new(
+            storage, image_id=new_image_id(datetime(2026, 5, 2, tzinfo=UTC))
+        )
+        assert [r.id for r in (await storage.list()).items] == [second.id, first.id]
+        assert storage.root_listings == 2
