@@ -107,7 +107,7 @@ class FileStorageSettings(ComponentSettings):
 
 
 class FileStorage(ImageStorage):
-    """Stores images as files in one directory."""
+    """Stores images as files under one directory, in a folder per day and hour."""
 
     name = "file"
     Settings = FileStorageSettings
