@@ -18,7 +18,7 @@ the 1k store (goal: 100k/1k <= 1.5). The stores are written in the flat layout o
 earlier versions, so the start-up migration into day/hour folders is timed too.
 
 Run: ``.venv/bin/python bench/storage.py`` (about 30 s) or
-``.venv/bin/python bench/storage.py --file`` (about 2 min). Only 127.0.0.1 is used.
+``.venv/bin/python bench/storage.py --file`` (3-5 min). Only 127.0.0.1 is used.
 """
 
 from __future__ import annotations
