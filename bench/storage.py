@@ -10,25 +10,38 @@ Prints:
   ceiling (raw PUTs, all at once) is printed too;
 - median time of one ``list(limit=20)`` page and of ``url_for`` on S3.
 
-Run: ``.venv/bin/python bench/storage.py`` (about 30 s). Only 127.0.0.1 is used.
+With ``--file``: the file storage only (no SeaweedFS): save+load, then the
+median time of a ``list(limit=20)`` page over stores of 1k, 10k and 100k images
+(one image every 30 s going back from now, so 100k images span about 35 days),
+the first page and pages at cursors spread through the store, as ratios against
+the 1k store (goal: 100k/1k <= 1.5). The stores are written in the flat layout of
+earlier versions, so the start-up migration into day/hour folders is timed too.
+
+Run: ``.venv/bin/python bench/storage.py`` (about 30 s) or
+``.venv/bin/python bench/storage.py --file`` (3-5 min). Only 127.0.0.1 is used.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import random
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.s3.seaweed, the test server launcher
 
-from mcp_imagegen import ImageStorage  # noqa: E402
+from mcp_imagegen import ImageStorage, new_image_id  # noqa: E402
 from mcp_imagegen.config import LoggingSettings  # noqa: E402
 from mcp_imagegen.logs import configure_logging  # noqa: E402
 from mcp_imagegen.testing import make_record  # noqa: E402
@@ -41,6 +54,11 @@ ROUND_TRIPS = 40
 CONCURRENT_SAVES = 64
 REPEATS = 3
 LIST_IMAGES = 200
+#: Store sizes of the file listing benchmark, and the spacing of their images.
+FILE_STORE_SIZES = (1_000, 10_000, 100_000)
+FILE_SPACING_S = 30
+PAGE = 20
+PAGE_SAMPLES = 40
 #: Round-trip time the proxy adds, like a remote S3 endpoint.
 LATENCY = 0.020
 
@@ -259,10 +277,144 @@ async def run(server: SeaweedServer, workdir: Path) -> None:
     )
 
 
+def write_flat_store(directory: Path, count: int) -> None:
+    """``count`` small images in the flat layout of earlier versions, fast (no
+    fsync: this only sets up the store whose listing is timed)."""
+    directory.mkdir(parents=True)
+    record, data = make_record()
+    now = time.time()
+    for i in range(count):
+        moment = now - i * FILE_SPACING_S
+        image_id = new_image_id(datetime.fromtimestamp(moment, UTC))
+        copy = record.model_copy(update={"id": image_id})
+        (directory / f"{image_id}.png").write_bytes(data)
+        (directory / f"{image_id}.json").write_text(copy.model_dump_json(indent=2))
+
+
+async def page_cursors(storage: FileStorage, count: int) -> list[str]:
+    """Cursors spread through the store, from one walk with big pages."""
+    cursors: list[str] = []
+    cursor = None
+    while True:
+        page = await storage.list(limit=100, cursor=cursor)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+        cursors.append(cursor)
+    assert len(cursors) >= count // 100 - 1
+    return random.Random(count).sample(cursors, min(PAGE_SAMPLES, len(cursors)))
+
+
+async def timed_ms(action: Awaitable[object]) -> float:
+    started = time.perf_counter()
+    await action
+    return (time.perf_counter() - started) * 1000
+
+
+class OneThreadCallReads(FileStorage):
+    """Baseline for aiofiles: each file read as one worker-thread call, as the
+    storage did before (aiofiles makes open, read and close one call each)."""
+
+    async def _read(self, path: Path, image_id: str, limit: int = -1) -> bytes:
+        def read() -> bytes:
+            with path.open("rb") as handle:
+                return handle.read(limit)
+
+        return await anyio.to_thread.run_sync(read)
+
+
+async def aiofiles_vs_threads(workdir: Path) -> tuple[float, float]:
+    """Median save+load with aiofiles and with one thread call per read,
+    interleaved so both see the same load."""
+    timings: dict[type[FileStorage], list[float]] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        storages = [
+            await stack.enter_async_context(
+                kind(FileStorage.Settings(directory=workdir / kind.__name__))
+            )
+            for kind in (OneThreadCallReads, FileStorage)
+        ]
+        for i in range(ROUND_TRIPS * 2):
+            for storage in storages:
+                record, data = make_record(image_data(i))
+                started = time.perf_counter()
+                await storage.save(record, data)
+                assert (await storage.load(record.id)).data == data
+                elapsed = (time.perf_counter() - started) * 1000
+                timings.setdefault(type(storage), []).append(elapsed)
+    return (
+        statistics.median(timings[OneThreadCallReads]),
+        statistics.median(timings[FileStorage]),
+    )
+
+
+async def run_file(workdir: Path) -> None:
+    threads_ms, aiofiles_ms = await aiofiles_vs_threads(workdir)
+    print(f"file storage benchmark ({IMAGE_BYTES // 1024} KB images)")
+    print(f"  save+load median, reads as one thread call each: {threads_ms:6.2f} ms")
+    print(
+        f"  save+load median, reads through aiofiles:         {aiofiles_ms:6.2f} ms "
+        f"({aiofiles_ms / threads_ms:.2f}x)"
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        stores: dict[int, tuple[FileStorage, list[str]]] = {}
+        migrate_ms: dict[int, float] = {}
+        for count in FILE_STORE_SIZES:
+            directory = workdir / f"store-{count}"
+            await asyncio.to_thread(write_flat_store, directory, count)
+            started = time.perf_counter()
+            storage = FileStorage(FileStorage.Settings(directory=directory))
+            await stack.enter_async_context(storage)
+            migrate_ms[count] = (time.perf_counter() - started) * 1000
+            stores[count] = (storage, await page_cursors(storage, count))
+        # Interleaved rounds, so load from other processes hits every size alike.
+        first: dict[int, list[float]] = {count: [] for count in stores}
+        deep: dict[int, list[float]] = {count: [] for count in stores}
+        for i in range(PAGE_SAMPLES):
+            for count, (storage, cursors) in stores.items():
+                first[count].append(await timed_ms(storage.list(limit=PAGE)))
+                cursor = cursors[i % len(cursors)]
+                deep[count].append(
+                    await timed_ms(storage.list(limit=PAGE, cursor=cursor))
+                )
+    # A restart: nothing left to move, only the start-up sweep of leftovers.
+    restart_ms = {}
+    for count in FILE_STORE_SIZES:
+        settings = FileStorage.Settings(directory=workdir / f"store-{count}")
+        started = time.perf_counter()
+        async with FileStorage(settings):
+            restart_ms[count] = (time.perf_counter() - started) * 1000
+    base = FILE_STORE_SIZES[0]
+    base_first = statistics.median(first[base])
+    base_deep = statistics.median(deep[base])
+    print(f"  list(limit={PAGE}) page, one image every {FILE_SPACING_S} s, medians:")
+    for count in FILE_STORE_SIZES:
+        f = statistics.median(first[count])
+        d = statistics.median(deep[count])
+        print(
+            f"    {count:>7} images: first page {f:6.2f} ms ({f / base_first:.2f}x), "
+            f"page at a cursor {d:6.2f} ms ({d / base_deep:.2f}x)"
+        )
+    for count in FILE_STORE_SIZES:
+        print(
+            f"    {count:>7} images: first start (moving the flat layout) "
+            f"{migrate_ms[count]:8.1f} ms, restart {restart_ms[count]:7.1f} ms"
+        )
+    print("  (ratios against the 1k store; goal: 100k/1k <= 1.5)")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--file", action="store_true", help="file storage only: save+load, listing"
+    )
+    args = parser.parse_args()
     configure_logging(LoggingSettings(level="warning"))
     with tempfile.TemporaryDirectory(prefix="mcp-imagegen-bench-") as tmp:
         workdir = Path(tmp)
+        if args.file:
+            asyncio.run(run_file(workdir))
+            return
         with SeaweedServer(workdir / "seaweed", buckets=(TEST_BUCKET,)) as server:
             asyncio.run(run(server, workdir))
 

@@ -106,6 +106,12 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
+def stored_file(directory: Path, image_id: str, extension: str) -> Path:
+    """Where the file storage keeps ``<id>.<extension>``: a folder per day and hour."""
+    day = f"{image_id[0:4]}-{image_id[4:6]}-{image_id[6:8]}"
+    return directory / day / image_id[9:11] / f"{image_id}.{extension}"
+
+
 @pytest.fixture
 def image_dir(tmp_path: Path) -> Path:
     """The file storage directory of :func:`make_settings` (created on start)."""

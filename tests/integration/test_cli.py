@@ -69,7 +69,8 @@ def test_generate_prints_the_path_of_an_existing_image_of_the_requested_size(
     [line] = result.stdout.splitlines()
     path = Path(line)
     assert path.is_absolute()
-    assert path.parent == tmp_path / "data" / "mcp-imagegen" / "images"
+    # <directory>/<day>/<hour>/<id>.png
+    assert path.parents[2] == tmp_path / "data" / "mcp-imagegen" / "images"
     assert image_size(path.read_bytes()) == (256, 128)
 
 

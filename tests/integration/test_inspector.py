@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import MCP_IMAGEGEN_BIN
+from tests.conftest import MCP_IMAGEGEN_BIN, stored_file
 
 NPX = shutil.which("npx")
 pytestmark = pytest.mark.skipif(NPX is None, reason="npx (Node.js) is not installed")
@@ -70,5 +70,5 @@ def test_inspector_lists_tools_generates_and_reads_the_linked_resource(
     assert called["isError"] is False
     [contents] = read["contents"]
     assert contents["mimeType"] == "image/png"
-    stored = tmp_path / "images" / f"{link['name']}.png"
+    stored = stored_file(tmp_path / "images", link["name"], "png")
     assert base64.b64decode(contents["blob"]) == stored.read_bytes()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,13 @@ from mcp_imagegen.app import create_server
 from mcp_imagegen.config import Settings
 from mcp_imagegen.plugins import PluginManager
 from mcp_imagegen_file.storage import FileStorage, FileStorageSettings
-from tests.conftest import BAD_IMAGE_IDS, image_size, make_record, png_bytes
+from tests.conftest import (
+    BAD_IMAGE_IDS,
+    image_size,
+    make_record,
+    png_bytes,
+    stored_file,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -58,7 +63,8 @@ def error_text(result: CallToolResult) -> str:
 
 
 def image_files(directory: Path) -> list[str]:
-    return sorted(os.listdir(directory)) if directory.exists() else []
+    """Names of every file the storage keeps (in its day/hour folders)."""
+    return sorted(p.name for p in directory.rglob("*") if p.is_file())
 
 
 async def generate(client: mcp.Client, **arguments: Any) -> CallToolResult:
@@ -122,7 +128,7 @@ async def test_generate_image_returns_preview_link_and_text_for_each_image(
     assert [link.uri for link in links] == [f"image://{i}" for i in ids]
     assert {link.mime_type for link in links} == {"image/png"}
     for image_id in ids:
-        path = image_dir / f"{image_id}.png"
+        path = stored_file(image_dir, image_id, "png")
         assert f"{image_id}: {path}" in text.text
         assert image_size(path.read_bytes()) == (1024, 768)
 
@@ -135,8 +141,8 @@ async def test_generate_image_structured_content_describes_each_image(
 
     [image] = result.structured_content["images"]  # type: ignore[index]
     assert image["uri"] == f"image://{image['id']}"
-    assert image["path"] == str(image_dir / f"{image['id']}.png")
-    assert image["url"] == (image_dir / f"{image['id']}.png").as_uri()
+    assert image["path"] == str(stored_file(image_dir, image["id"], "png"))
+    assert image["url"] == stored_file(image_dir, image["id"], "png").as_uri()
     assert image["seed"] == 1234
     assert (image["width"], image["height"]) == (64, 64)
     assert image["mime_type"] == "image/png"
@@ -173,7 +179,8 @@ async def test_inline_full_returns_the_stored_bytes(
     [image] = blocks(result, ImageContent)
     [image_id] = ids_of(result)
     assert image.mime_type == "image/png"
-    assert base64.b64decode(image.data) == (image_dir / f"{image_id}.png").read_bytes()
+    stored = stored_file(image_dir, image_id, "png")
+    assert base64.b64decode(image.data) == stored.read_bytes()
 
 
 async def test_inline_none_returns_no_image_but_still_link_and_text(
@@ -199,7 +206,7 @@ async def test_output_format_changes_the_stored_format_and_the_link_mime_type(
     [image_id] = ids_of(result)
     [link] = blocks(result, ResourceLink)
     assert link.mime_type == "image/jpeg"
-    assert (image_dir / f"{image_id}.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    assert stored_file(image_dir, image_id, "jpg").read_bytes()[:3] == b"\xff\xd8\xff"
 
 
 async def test_generate_image_reports_progress_to_a_progress_callback(
@@ -395,7 +402,8 @@ async def test_image_resource_is_the_full_image_with_its_mime_type(
     [webp_blob] = webp.contents
     assert isinstance(png_blob, BlobResourceContents)
     assert png_blob.mime_type == "image/png"
-    assert base64.b64decode(png_blob.blob) == (image_dir / f"{png_id}.png").read_bytes()
+    png_file = stored_file(image_dir, png_id, "png")
+    assert base64.b64decode(png_blob.blob) == png_file.read_bytes()
     assert isinstance(webp_blob, BlobResourceContents)
     assert webp_blob.mime_type == "image/webp"
 

@@ -19,7 +19,7 @@ from mcp.client.stdio import stdio_client
 from mcp.types import BlobResourceContents, CallToolResult, ResourceLink
 
 from mcp_imagegen import __version__, cli
-from tests.conftest import MCP_IMAGEGEN_BIN, image_size
+from tests.conftest import MCP_IMAGEGEN_BIN, image_size, stored_file
 
 pytestmark = pytest.mark.anyio
 
@@ -68,7 +68,8 @@ async def test_serve_over_stdio_lists_tools_generates_with_progress_and_serves_l
     data = base64.b64decode(blob.blob)
     assert image_size(data) == (320, 192)
     [image_id] = [image["id"] for image in result.structured_content["images"]]
-    stored = tmp_path / "data" / "mcp-imagegen" / "images" / f"{image_id}.png"
+    images = tmp_path / "data" / "mcp-imagegen" / "images"
+    stored = stored_file(images, image_id, "png")
     assert stored.read_bytes() == data
     log = (tmp_path / "server.log").read_text()
     assert '"event": "image_generated"' in log

@@ -73,5 +73,5 @@ async def test_cancelled_generate_image_stops_waiting_on_the_predictor(
     assert waiting.is_set()
     assert not result.is_error, result.content
     [image] = result.structured_content["images"]
-    stored = [path.name async for path in anyio.Path(tmp_path).iterdir()]
+    stored = [path.name async for path in anyio.Path(tmp_path).rglob("*.*")]
     assert sorted(stored) == sorted([f"{image['id']}.json", f"{image['id']}.png"])

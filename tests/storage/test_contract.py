@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from mcp_imagegen import ImageStorage
+from mcp_imagegen import ImageStorage, new_image_id
 from mcp_imagegen.testing import StorageContract, make_record
 from mcp_imagegen_file.storage import FileStorage
 from mcp_imagegen_s3 import S3Storage
@@ -23,6 +23,17 @@ class TestFileStorageContract(StorageContract):
         settings = FileStorage.Settings(directory=tmp_path / "images")
         async with FileStorage(settings) as storage:
             yield storage
+
+    async def plant_leftovers(self, storage: ImageStorage) -> int:
+        """What a save killed half way leaves: a temp file, an image without record."""
+        assert isinstance(storage, FileStorage)
+        image_id = new_image_id()
+        day = f"{image_id[0:4]}-{image_id[4:6]}-{image_id[6:8]}"
+        shard = anyio.Path(storage.directory) / day / image_id[9:11]
+        await shard.mkdir(parents=True, exist_ok=True)
+        await (shard / f".tmp-{image_id}.json-0badf00d").write_bytes(b'{"id": ')
+        await (shard / f"{image_id}.png").write_bytes(b"\x89PNG half an image")
+        return 2
 
 
 @pytest.mark.s3

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -504,9 +503,7 @@ async def test_eight_concurrent_generations_all_succeed_with_distinct_ids(
             group.start_soon(one, index)
 
     assert len(set(ids)) == 8
-    stored = sorted(
-        name[:-4] for name in os.listdir(image_dir) if name.endswith(".png")
-    )
+    stored = sorted([path.stem async for path in anyio.Path(image_dir).rglob("*.png")])
     assert stored == sorted(ids)
 
 
