@@ -130,6 +130,10 @@ class Durations(BaseModel):
 class ImageRecord(BaseModel):
     """Everything known about a stored image; stored beside it as JSON metadata."""
 
+    # pydantic-core caches parsed JSON strings (16k entries); prompts and ids are
+    # unique per image, so caching them only keeps memory that tracks the store.
+    model_config = ConfigDict(cache_strings="keys")
+
     id: str
     prompt: str
     negative_prompt: str | None = None
