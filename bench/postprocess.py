@@ -44,9 +44,9 @@ from mcp_imagegen import (
     PostProcessor,
     ProcessingContext,
 )
-from mcp_imagegen.config import LoggingSettings, settings_from_dict
-from mcp_imagegen.logs import configure_logging
-from mcp_imagegen.service import ImageService
+from mcp_imagegen._config import LoggingSettings, settings_from_dict
+from mcp_imagegen._logs import configure_logging
+from mcp_imagegen._service import ImageService
 from mcp_imagegen_imageops.convert import ConvertSettings, ConvertStep
 from mcp_imagegen_imageops.metadata import MetadataSettings, MetadataStep
 from mcp_imagegen_imageops.resize import ResizeSettings, ResizeStep

@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.s3.seaweed, the test server launcher
 
 from mcp_imagegen import ImageStorage, new_image_id  # noqa: E402
-from mcp_imagegen.config import LoggingSettings  # noqa: E402
-from mcp_imagegen.logs import configure_logging  # noqa: E402
+from mcp_imagegen._config import LoggingSettings  # noqa: E402
+from mcp_imagegen._logs import configure_logging  # noqa: E402
 from mcp_imagegen.testing import make_record  # noqa: E402
 from mcp_imagegen_file.storage import FileStorage  # noqa: E402
 from mcp_imagegen_s3 import S3Storage, S3StorageSettings  # noqa: E402

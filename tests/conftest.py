@@ -16,8 +16,8 @@ import structlog
 from PIL import Image
 
 from mcp_imagegen import ImageRecord, new_image_id
-from mcp_imagegen.config import Settings, settings_from_dict
-from mcp_imagegen.plugins import DISABLE_ENV_VAR, PluginManager, load_plugins
+from mcp_imagegen._config import Settings, settings_from_dict
+from mcp_imagegen._plugins import DISABLE_ENV_VAR, PluginManager, load_plugins
 
 #: The installed console script, run as a subprocess by CLI and stdio tests.
 MCP_IMAGEGEN_BIN = Path(sys.executable).with_name("mcp-imagegen")

@@ -14,9 +14,9 @@ import pytest
 from pydantic import BaseModel
 
 from mcp_imagegen import hookspecs
-from mcp_imagegen.config import Settings, settings_from_dict
+from mcp_imagegen._config import Settings, settings_from_dict
+from mcp_imagegen._plugins import load_plugins
 from mcp_imagegen.interfaces import ImageStorage, InferenceBackend, PostProcessor
-from mcp_imagegen.plugins import load_plugins
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = (ROOT / "config.example.toml").read_text()

@@ -5,7 +5,13 @@ This module is the public API for plugin authors. Plugins import only from here
 other plugins or core internals.
 """
 
-from mcp_imagegen.config import redact_url_text
+from mcp_imagegen._config import redact_url_text
+from mcp_imagegen._ids import (
+    IMAGE_ID_PATTERN,
+    image_id_time,
+    new_image_id,
+    validate_image_id,
+)
 from mcp_imagegen.errors import (
     BackendError,
     BackendNotReadyError,
@@ -24,12 +30,6 @@ from mcp_imagegen.errors import (
     ValidationError,
 )
 from mcp_imagegen.hookspecs import hookimpl
-from mcp_imagegen.ids import (
-    IMAGE_ID_PATTERN,
-    image_id_time,
-    new_image_id,
-    validate_image_id,
-)
 from mcp_imagegen.interfaces import (
     Component,
     ComponentSettings,

@@ -2,6 +2,6 @@
 
 import sys
 
-from mcp_imagegen.cli import main
+from mcp_imagegen._cli import main
 
 sys.exit(main())

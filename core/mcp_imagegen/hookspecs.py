@@ -15,9 +15,9 @@ import pluggy
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
+    from mcp_imagegen._service import ImageService
     from mcp_imagegen.interfaces import ImageStorage, InferenceBackend, PostProcessor
     from mcp_imagegen.models import ImageRecord
-    from mcp_imagegen.service import ImageService
 
 hookspec = pluggy.HookspecMarker("mcp_imagegen")
 hookimpl = pluggy.HookimplMarker("mcp_imagegen")

@@ -38,12 +38,12 @@ import httpx
 import pytest
 from PIL import Image
 
+from mcp_imagegen._ids import new_image_id
 from mcp_imagegen.errors import (
     ImageNotFoundError,
     InvalidImageIdError,
     ValidationError,
 )
-from mcp_imagegen.ids import new_image_id
 from mcp_imagegen.interfaces import ImageStorage
 from mcp_imagegen.models import Durations, ImageRecord
 

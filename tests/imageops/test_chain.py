@@ -20,9 +20,9 @@ from mcp_imagegen import (
     ImageRecord,
     ValidationError,
 )
-from mcp_imagegen.config import settings_from_dict
-from mcp_imagegen.plugins import load_plugins
-from mcp_imagegen.service import ImageService
+from mcp_imagegen._config import settings_from_dict
+from mcp_imagegen._plugins import load_plugins
+from mcp_imagegen._service import ImageService
 
 pytestmark = pytest.mark.anyio
 

@@ -15,8 +15,8 @@ import pytest
 from mcp.types import BlobResourceContents, CallToolResult, TextContent
 from PIL import Image
 
-from mcp_imagegen.app import create_server
-from mcp_imagegen.config import settings_from_dict
+from mcp_imagegen._app import create_server
+from mcp_imagegen._config import settings_from_dict
 
 pytestmark = pytest.mark.anyio
 

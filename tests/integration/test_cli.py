@@ -22,10 +22,10 @@ from mcp_imagegen import (
     InferenceBackend,
     ProgressReporter,
     __version__,
-    cli,
     hookimpl,
 )
-from mcp_imagegen import plugins as plugins_module
+from mcp_imagegen import _cli as cli
+from mcp_imagegen import _plugins as plugins_module
 from tests.conftest import MCP_IMAGEGEN_BIN, image_size, png_bytes
 
 EXIT_CONFIG = 2
@@ -591,7 +591,7 @@ def run_without(
     )  # fmt: skip
 
 
-CLI_MAIN = "from mcp_imagegen.cli import main\nsys.exit(main(sys.argv[1:]))"
+CLI_MAIN = "from mcp_imagegen._cli import main\nsys.exit(main(sys.argv[1:]))"
 
 
 def test_s3_storage_without_the_s3_extra_is_a_configuration_error_naming_it(

@@ -22,9 +22,9 @@ from mcp.types import (
 )
 
 from mcp_imagegen import hookimpl
-from mcp_imagegen.app import create_server
-from mcp_imagegen.config import Settings
-from mcp_imagegen.plugins import PluginManager
+from mcp_imagegen._app import create_server
+from mcp_imagegen._config import Settings
+from mcp_imagegen._plugins import PluginManager
 from mcp_imagegen_file.storage import FileStorage, FileStorageSettings
 from tests.conftest import (
     BAD_IMAGE_IDS,

@@ -18,7 +18,8 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import BlobResourceContents, CallToolResult, ResourceLink
 
-from mcp_imagegen import __version__, cli
+from mcp_imagegen import __version__
+from mcp_imagegen import _cli as cli
 from tests.conftest import MCP_IMAGEGEN_BIN, image_size, stored_file
 
 pytestmark = pytest.mark.anyio

@@ -9,8 +9,8 @@ import anyio
 import pytest
 from mcp import Client
 
-from mcp_imagegen.app import create_server
-from mcp_imagegen.config import settings_from_dict
+from mcp_imagegen._app import create_server
+from mcp_imagegen._config import settings_from_dict
 from tests.kserve.support import FAST_RETRIES, KServeServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.kserve]

@@ -15,8 +15,8 @@ import anyio
 import pytest
 from mcp import Client
 
-from mcp_imagegen.app import create_server
-from mcp_imagegen.config import Settings, settings_from_dict
+from mcp_imagegen._app import create_server
+from mcp_imagegen._config import Settings, settings_from_dict
 from tests.kserve.rendering import corner_color, image_size, seed_color
 from tests.kserve.support import FAST_RETRIES, KServeServer
 

@@ -20,7 +20,7 @@ from mcp_imagegen import (
     ValidationError,
     ignore_progress,
 )
-from mcp_imagegen.plugins import load_plugins
+from mcp_imagegen._plugins import load_plugins
 from mcp_imagegen_kserve.backend import KServeBackend, backoff_delay
 from mcp_imagegen_kserve.settings import KServeSettings
 

@@ -14,8 +14,8 @@ from mcp import Client
 from mcp.types import BlobResourceContents, TextContent
 
 from mcp_imagegen import ConfigurationError
-from mcp_imagegen.app import create_server
-from mcp_imagegen.config import Settings, settings_from_dict
+from mcp_imagegen._app import create_server
+from mcp_imagegen._config import Settings, settings_from_dict
 from tests.s3.seaweed import TEST_BUCKET, SeaweedServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.s3]

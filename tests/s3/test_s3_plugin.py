@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from mcp_imagegen.config import settings_from_dict
-from mcp_imagegen.plugins import load_plugins
-from mcp_imagegen.service import ImageService
+from mcp_imagegen._config import settings_from_dict
+from mcp_imagegen._plugins import load_plugins
+from mcp_imagegen._service import ImageService
 from mcp_imagegen_s3 import S3Storage
 
 

@@ -11,7 +11,7 @@ import pydantic
 import pytest
 
 from mcp_imagegen import ConfigurationError
-from mcp_imagegen.config import (
+from mcp_imagegen._config import (
     load_settings,
     redacted_dump,
     settings_from_dict,

@@ -14,9 +14,9 @@ from mcp_imagegen import (
     ProgressReporter,
     hookimpl,
 )
-from mcp_imagegen.config import Settings
-from mcp_imagegen.plugins import PluginManager
-from mcp_imagegen.service import ImageService
+from mcp_imagegen._config import Settings
+from mcp_imagegen._plugins import PluginManager
+from mcp_imagegen._service import ImageService
 
 pytestmark = pytest.mark.anyio
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 
 from mcp_imagegen import ConfigurationError
-from mcp_imagegen.config import (
+from mcp_imagegen._config import (
     Settings,
     find_config_file,
     load_settings,
     redacted_dump,
     settings_from_dict,
 )
-from mcp_imagegen.plugins import PluginManager
-from mcp_imagegen.service import ImageService
+from mcp_imagegen._plugins import PluginManager
+from mcp_imagegen._service import ImageService
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 

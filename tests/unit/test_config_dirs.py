@@ -14,7 +14,7 @@ from platformdirs.macos import MacOS
 from platformdirs.unix import Unix
 from platformdirs.windows import Windows
 
-from mcp_imagegen.config import default_config_file, find_config_file
+from mcp_imagegen._config import default_config_file, find_config_file
 from mcp_imagegen_file.storage import default_directory
 
 LOCAL_APPDATA = r"C:\Users\Ann\AppData\Local"

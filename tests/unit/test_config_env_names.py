@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_imagegen.config import load_settings
+from mcp_imagegen._config import load_settings
 from mcp_imagegen.errors import ConfigurationError
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mcp_imagegen.config import load_settings, settings_from_dict
+from mcp_imagegen._config import load_settings, settings_from_dict
+from mcp_imagegen._service import ImageService
 from mcp_imagegen.errors import ConfigurationError
-from mcp_imagegen.service import ImageService
 from tests.conftest import MCP_IMAGEGEN_BIN
 
 EXIT_CONFIG = 2

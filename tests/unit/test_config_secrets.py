@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import structlog
 
-from mcp_imagegen.config import load_settings, redact_url_text
+from mcp_imagegen._config import load_settings, redact_url_text
+from mcp_imagegen._logs import configure_logging
+from mcp_imagegen._service import ImageService
 from mcp_imagegen.errors import ConfigurationError
-from mcp_imagegen.logs import configure_logging
-from mcp_imagegen.service import ImageService
 from tests.conftest import MCP_IMAGEGEN_BIN
 
 EXIT_CONFIG = 2
@@ -201,7 +201,7 @@ def test_config_output_masks_urls_in_every_string_setting(
 def test_log_events_mask_urls_in_every_string_value(
     capsys: pytest.CaptureFixture[str], password: str
 ) -> None:
-    from mcp_imagegen.config import LoggingSettings
+    from mcp_imagegen._config import LoggingSettings
 
     configure_logging(LoggingSettings(format="json"))
     url = f"http://alice:{password}@127.0.0.1:9000/?token=tkHd9qTl7z"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_imagegen.config import settings_from_dict
+from mcp_imagegen._config import settings_from_dict
 from mcp_imagegen.errors import ConfigurationError
 
 

@@ -30,10 +30,10 @@ from mcp_imagegen import (
     new_image_id,
     validate_image_id,
 )
-from mcp_imagegen.config import Settings
-from mcp_imagegen.plugins import PluginManager
-from mcp_imagegen.server import build_mcp_server
-from mcp_imagegen.service import ImageService
+from mcp_imagegen._config import Settings
+from mcp_imagegen._plugins import PluginManager
+from mcp_imagegen._server import build_mcp_server
+from mcp_imagegen._service import ImageService
 from mcp_imagegen_file import storage as storage_module
 from mcp_imagegen_file.storage import FileStorage, FileStorageSettings
 from tests.conftest import BAD_IMAGE_IDS, make_record, png_bytes

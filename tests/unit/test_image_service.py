@@ -30,9 +30,9 @@ from mcp_imagegen import (
     hookimpl,
     new_image_id,
 )
-from mcp_imagegen.config import Settings
-from mcp_imagegen.plugins import PluginManager
-from mcp_imagegen.service import ImageService
+from mcp_imagegen._config import Settings
+from mcp_imagegen._plugins import PluginManager
+from mcp_imagegen._service import ImageService
 from mcp_imagegen_file.storage import FileStorage, FileStorageSettings
 from mcp_imagegen_placeholder.backend import PlaceholderBackend
 from tests.conftest import make_record, png_bytes

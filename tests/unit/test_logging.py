@@ -12,10 +12,10 @@ import structlog
 from structlog.testing import capture_logs
 
 from mcp_imagegen import GenerationRequest
-from mcp_imagegen.config import LoggingSettings, Settings
-from mcp_imagegen.logs import REDACTED, configure_logging, redact_secrets
-from mcp_imagegen.plugins import PluginManager
-from mcp_imagegen.service import ImageService
+from mcp_imagegen._config import LoggingSettings, Settings
+from mcp_imagegen._logs import REDACTED, configure_logging, redact_secrets
+from mcp_imagegen._plugins import PluginManager
+from mcp_imagegen._service import ImageService
 
 pytestmark = pytest.mark.anyio
 

@@ -24,10 +24,10 @@ from mcp_imagegen import (
     ProgressReporter,
     hookimpl,
 )
-from mcp_imagegen import plugins as plugins_module
-from mcp_imagegen.config import Settings
-from mcp_imagegen.plugins import DISABLE_ENV_VAR, PluginManager, load_plugins
-from mcp_imagegen.service import ImageService
+from mcp_imagegen import _plugins as plugins_module
+from mcp_imagegen._config import Settings
+from mcp_imagegen._plugins import DISABLE_ENV_VAR, PluginManager, load_plugins
+from mcp_imagegen._service import ImageService
 from mcp_imagegen_file.storage import FileStorage
 from mcp_imagegen_placeholder.backend import PlaceholderBackend
 
@@ -431,7 +431,7 @@ class _ToolPlugin:
 def test_register_tools_hook_receives_the_server_and_the_service(
     make_settings: Callable[..., Settings], plugin_manager: PluginManager
 ) -> None:
-    from mcp_imagegen.app import create_server
+    from mcp_imagegen._app import create_server
 
     plugin_manager.register(_ToolPlugin(), name="tools")
 

@@ -30,8 +30,8 @@ from mcp_imagegen.interfaces import (
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
+    from mcp_imagegen._service import ImageService
     from mcp_imagegen.models import ImageRecord
-    from mcp_imagegen.service import ImageService
 
 ENTRY_POINT_GROUP = "mcp_imagegen"
 DISABLE_ENV_VAR = "MCP_IMAGEGEN_DISABLE_PLUGINS"
@@ -49,7 +49,7 @@ _BASE_BY_KIND: dict[Kind, type[Component]] = {
 }
 
 C = TypeVar("C", bound=Component)
-log = structlog.get_logger("mcp_imagegen.plugins")
+log = structlog.get_logger("mcp_imagegen._plugins")
 
 
 @dataclass(frozen=True)

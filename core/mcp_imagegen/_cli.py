@@ -14,16 +14,16 @@ from typing import Any, TextIO
 import anyio
 
 from mcp_imagegen import __version__
-from mcp_imagegen.config import (
+from mcp_imagegen._config import (
     ENV_PREFIX,
     REDACTED,
     Settings,
     is_secret_key,
     load_settings,
 )
+from mcp_imagegen._logs import configure_logging
 from mcp_imagegen.errors import ConfigurationError, MCPImageError, PluginError
 from mcp_imagegen.interfaces import Component
-from mcp_imagegen.logs import configure_logging
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -206,8 +206,8 @@ def stdio_hint(stdin: TextIO) -> str | None:
 
 
 def _serve(settings: Settings) -> int:
-    from mcp_imagegen.app import create_server, serve_stdio
-    from mcp_imagegen.memory import limit_arenas_for_serving
+    from mcp_imagegen._app import create_server, serve_stdio
+    from mcp_imagegen._memory import limit_arenas_for_serving
 
     # Before any worker thread exists: threads take their arenas at first malloc.
     limit_arenas_for_serving()
@@ -244,7 +244,7 @@ def example_config() -> str:
 
 
 def _config(settings: Settings) -> int:
-    from mcp_imagegen.service import ImageService
+    from mcp_imagegen._service import ImageService
 
     # Building the service validates every component table, so an invalid table
     # is reported here exactly as at start-up; check() then looks at fonts and
@@ -305,7 +305,7 @@ def _fill_table(table: Any, data: Mapping[str, Any]) -> None:
 
 
 def _plugins(settings: Settings, *, as_json: bool) -> int:
-    from mcp_imagegen.plugins import load_plugins
+    from mcp_imagegen._plugins import load_plugins
 
     manager = load_plugins(settings.plugins.disabled)
     infos = manager.plugins()
@@ -331,8 +331,8 @@ def _plugins(settings: Settings, *, as_json: bool) -> int:
 
 
 async def _generate(settings: Settings, args: argparse.Namespace) -> int:
-    from mcp_imagegen.plugins import load_plugins
-    from mcp_imagegen.service import ImageService
+    from mcp_imagegen._plugins import load_plugins
+    from mcp_imagegen._service import ImageService
 
     request = settings.generation.request(
         args.prompt,

@@ -43,6 +43,7 @@ from mcp.types import (
 from pydantic import AnyUrl, BaseModel, Field
 
 from mcp_imagegen import __version__
+from mcp_imagegen._service import MAX_LIST_LIMIT, BackendInfo, ImageService
 from mcp_imagegen.errors import (
     ImageNotFoundError,
     InvalidImageIdError,
@@ -51,9 +52,8 @@ from mcp_imagegen.errors import (
 )
 from mcp_imagegen.imaging import make_preview
 from mcp_imagegen.models import OUTPUT_FORMATS, ImageRecord
-from mcp_imagegen.service import MAX_LIST_LIMIT, BackendInfo, ImageService
 
-log = structlog.get_logger("mcp_imagegen.server")
+log = structlog.get_logger("mcp_imagegen._server")
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])

@@ -22,13 +22,16 @@ import pydantic
 import structlog
 from pydantic import BaseModel
 
-from mcp_imagegen.config import (
+from mcp_imagegen._config import (
     Settings,
     StorageSettings,
     redact,
     redacted_dump,
     validate_component_table,
 )
+from mcp_imagegen._ids import new_image_id, validate_image_id
+from mcp_imagegen._memory import release_free_memory
+from mcp_imagegen._plugins import Kind, PluginManager, load_plugins
 from mcp_imagegen.errors import (
     BadBackendResponseError,
     BusyError,
@@ -38,7 +41,6 @@ from mcp_imagegen.errors import (
     StorageError,
     ValidationError,
 )
-from mcp_imagegen.ids import new_image_id, validate_image_id
 from mcp_imagegen.imaging import ImageDecodeError, convert_format
 from mcp_imagegen.interfaces import (
     Component,
@@ -46,7 +48,6 @@ from mcp_imagegen.interfaces import (
     InferenceBackend,
     PostProcessor,
 )
-from mcp_imagegen.memory import release_free_memory
 from mcp_imagegen.models import (
     OUTPUT_FORMATS,
     Capabilities,
@@ -61,9 +62,8 @@ from mcp_imagegen.models import (
     StoredImage,
     ignore_progress,
 )
-from mcp_imagegen.plugins import Kind, PluginManager, load_plugins
 
-log = structlog.get_logger("mcp_imagegen.service")
+log = structlog.get_logger("mcp_imagegen._service")
 
 HEALTH_CHECK_TIMEOUT = 5.0
 MAX_LIST_LIMIT = 100
@@ -865,7 +865,7 @@ async def _release_after(pixels: int) -> None:
     """After a large request, hand the memory its buffers used back to the system.
 
     Decoded images of a large request take tens of megabytes that glibc would
-    otherwise keep (see :mod:`mcp_imagegen.memory`); small requests skip the
+    otherwise keep (see :mod:`mcp_imagegen._memory`); small requests skip the
     few-millisecond trim.
     """
     if pixels >= RELEASE_AFTER_PIXELS:

@@ -17,7 +17,7 @@ from functools import cache
 
 import structlog
 
-log = structlog.get_logger("mcp_imagegen.memory")
+log = structlog.get_logger("mcp_imagegen._memory")
 
 #: Arenas for a serving process: measured by bench/memory.py, two keep the steady
 #: size near the start-up size where the default (8 per core) more than tripled it.

@@ -11,17 +11,17 @@ import anyio
 import structlog
 from mcp.server.stdio import stdio_server
 
-from mcp_imagegen.config import Settings
-from mcp_imagegen.logs import configure_logging
-from mcp_imagegen.plugins import PluginManager, load_plugins
-from mcp_imagegen.server import ImageGenServer, build_mcp_server
-from mcp_imagegen.service import ImageService
+from mcp_imagegen._config import Settings
+from mcp_imagegen._logs import configure_logging
+from mcp_imagegen._plugins import PluginManager, load_plugins
+from mcp_imagegen._server import ImageGenServer, build_mcp_server
+from mcp_imagegen._service import ImageService
 
 #: Exit codes of ``serve``: the shell's 128 + signal number convention.
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
 
-log = structlog.get_logger("mcp_imagegen.app")
+log = structlog.get_logger("mcp_imagegen._app")
 
 
 def create_server(
