@@ -299,8 +299,29 @@ V2_OUTPUT = st.fixed_dictionaries(
         ),
     },
 )
+# Close to what real predictors send: a BYTES image, or a small UINT8/FP32 tensor.
+V2_NEAR_VALID = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "name": st.just("image"),
+            "datatype": st.just("BYTES"),
+            "shape": st.sampled_from([[1], [1, 1], [2], []]),
+            "data": st.lists(IMAGE_TEXT, min_size=1, max_size=2),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "name": st.just("generated_image"),
+            "datatype": st.sampled_from(["UINT8", "FP32", "INT64", "FP16"]),
+            "shape": st.sampled_from([[1, 2, 2, 3], [1, 3, 2, 2], [2, 2, 3], [2, 2]]),
+            "data": st.lists(
+                st.integers(-300, 300) | st.floats(-2, 2), min_size=4, max_size=12
+            ),
+        }
+    ),
+)
 V2_DOCS = st.fixed_dictionaries(
-    {"outputs": st.lists(V2_OUTPUT, max_size=3) | JSON_VALUES},
+    {"outputs": st.lists(V2_NEAR_VALID | V2_OUTPUT, max_size=3) | JSON_VALUES},
     optional={"model_name": TEXT, "error": TEXT},
 )
 
