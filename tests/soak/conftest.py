@@ -41,3 +41,8 @@ def connect(
         return mcp.Client(create_server(make_settings(data), plugin_manager))
 
     return client
+
+
+# The real KServe test server of tests/kserve, started once per session when a soak
+# test needs it (imported, not copied, so both directories run the same server).
+from tests.kserve.conftest import kserve_server  # noqa: E402, F401
