@@ -128,6 +128,10 @@ class FaultProxy:
                 await upstream[1].drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:
+            # The proxy is closing. Ending quietly keeps asyncio from logging the
+            # cancelled handler as an error.
+            return
         finally:
             if pump is not None:
                 pump.cancel()

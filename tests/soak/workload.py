@@ -94,9 +94,11 @@ def error_class(message: str) -> str:
     """Group error messages: ids, numbers and quoted values become placeholders."""
     text = message.strip().splitlines()[0] if message.strip() else "(empty)"
     text = re.sub(r"\d{8}T\d{9}-[0-9a-f]{12}", "<id>", text)
+    text = re.sub(r"\(?\b\w+://[^\s)]+\)?", "<url>", text)
+    text = text.removeprefix("Error executing tool ")
     text = re.sub(r"'[^']*'", "'…'", text)
     text = re.sub(r"\d+(\.\d+)?", "N", text)
-    return text[:90]
+    return text[:140]
 
 
 def is_crash_text(message: str) -> bool:
