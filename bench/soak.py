@@ -225,29 +225,16 @@ async def s3_outage(calls: int, concurrency: int, seed: int) -> bool:
                 os.killpg(seaweed.process.pid, signal.SIGKILL)
                 await anyio.to_thread.run_sync(seaweed.stop)  # reap, remove sockets
                 print(f"\n   SeaweedFS killed after {calls // 3} calls")
-                outage = Ledger(strict=False)
-                workload.ledger = outage
+                ledger.phase = "[outage] "
                 await workload.run(calls // 6, concurrency)
                 await anyio.to_thread.run_sync(seaweed.start)
                 print(f"   restarted after {calls // 6} calls during the outage")
-                _merge(ledger, outage)
-                workload.ledger = ledger
+                ledger.phase = ""
                 await workload.run(calls - calls // 3 - calls // 6, concurrency)
                 await verify(client, ledger, attempts=3)
         finally:
             await anyio.to_thread.run_sync(seaweed.cleanup)
     return report("s3-outage", ledger, started, (rss_start, rss_mb()))
-
-
-def _merge(into: Ledger, outage: Ledger) -> None:
-    """Fold the outage's calls into the main ledger (errors tagged as outage)."""
-    into.live.update(outage.live)
-    into.deleted |= outage.deleted
-    into.uncertain |= outage.uncertain
-    into.acknowledged += outage.acknowledged
-    into.calls.update(outage.calls)
-    into.errors.update({f"[outage] {k}": v for k, v in outage.errors.items()})
-    into.unexpected += outage.unexpected
 
 
 # -- fuzz -------------------------------------------------------------------------
@@ -313,10 +300,9 @@ def fuzz(examples: int) -> bool:
                 tools = portal.call(client.list_tools).tools
                 made = call("generate_image", VALID["generate_image"])
                 image_id = made.structured_content["images"][0]["id"]
-                for tool in tools:
-                    names = sorted(tool.input_schema.get("properties", {}))
 
-                    def check(arguments: dict[str, Any], name: str = tool.name) -> None:
+                def checker(name: str) -> Any:
+                    def check(arguments: dict[str, Any]) -> None:
                         arguments = {
                             k: image_id if v == "<id>" else v
                             for k, v in arguments.items()
@@ -324,15 +310,18 @@ def fuzz(examples: int) -> bool:
                         answer = call(name, arguments)
                         note(f"tool {name}", check_tool_answer(name, arguments, answer))
 
+                    return check
+
+                for tool in tools:
+                    names = sorted(tool.input_schema.get("properties", {}))
+                    check = checker(tool.name)
                     for arguments in EDGE_CASES.get(tool.name, []):
                         check(arguments)
                     base = VALID.get(tool.name)
                     given(arguments=tool_arguments(names, base))(profile(check))()
                 alive = call("list_backends", {})
                 dead = isinstance(alive, Exception) or alive.is_error
-                note(
-                    "server alive after tool fuzz", f"{alive!r:.200}" if dead else None
-                )
+                note("server alive after fuzz", f"{alive!r:.200}" if dead else None)
 
     with tempfile.TemporaryDirectory(prefix="soak-cfg-") as directory:
         path = Path(directory) / "fuzz.toml"

@@ -60,6 +60,8 @@ class Ledger:
     """
 
     strict: bool = True
+    #: Prefix of error classes, to tell phases apart (e.g. "[outage] ").
+    phase: str = ""
     live: dict[str, Ack] = field(default_factory=dict)
     deleting: set[str] = field(default_factory=set)
     deleted: set[str] = field(default_factory=set)
@@ -174,12 +176,14 @@ class Workload:
         try:
             result = await self.client.call_tool(tool, arguments)
         except Exception as exc:
-            self.ledger.errors[f"{tool}: raised {type(exc).__name__}"] += 1
+            self.ledger.errors[
+                f"{self.ledger.phase}{tool}: raised {type(exc).__name__}"
+            ] += 1
             self.ledger.flag(f"{tool} raised {type(exc).__name__}: {exc}")
             return None
         if result.is_error:
             text = result_text(result)
-            self.ledger.errors[f"{tool}: {error_class(text)}"] += 1
+            self.ledger.errors[f"{self.ledger.phase}{tool}: {error_class(text)}"] += 1
             if is_crash_text(text):
                 self.ledger.flag(f"{tool} {arguments}: {text}")
         return result
