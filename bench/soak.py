@@ -1,9 +1,13 @@
 """Soak, fault and fuzz runs in full (the suite runs them bounded, in tests/soak).
 
-Scenarios, each over a real in-memory MCP client (``mcp.Client(server)``):
+Scenarios, each over a real MCP client (``mcp.Client``):
 
 - ``mixed``: placeholder backend + file storage; generate/list/get/delete/transform
-  concurrently for ``--calls`` calls.
+  concurrently for ``--calls`` calls, against ``mcp-imagegen serve`` over stdio
+  (``--transport stdio``, the default) or an in-memory server.
+
+Other scenarios run the server in memory (``mcp.Client(server)``):
+
 - ``kserve-faults``: the real KServe test model server behind a loopback fault
   proxy injecting 500s (the server's own), 503s, dropped connections, garbage
   bodies and slow answers; requests whose fault is transient must succeed.
@@ -20,6 +24,7 @@ are invariant breaks. Prints a summary with RSS at start and end; exits 1 when
 an invariant broke.
 
     .venv/bin/python bench/soak.py --calls 10000 --concurrency 8 --scenario all
+    .venv/bin/python bench/soak.py --scenario mixed --transport memory --calls 2000
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ sys.path.insert(0, str(ROOT))  # the scenarios live in the test package
 import anyio  # noqa: E402
 import httpx  # noqa: E402
 import mcp  # noqa: E402
+from mcp import StdioServerParameters  # noqa: E402
 
 from mcp_imagegen.app import create_server  # noqa: E402
 from mcp_imagegen.config import settings_from_dict  # noqa: E402
@@ -57,12 +63,22 @@ SCENARIOS = ("mixed", "kserve-faults", "s3-outage", "fuzz")
 QUIET = {"logging": {"level": "warning"}}
 
 
-def rss_mb() -> float:
-    """Resident set size of this process (server and client both live here)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident set size of a process (this one holds an in-memory server too)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def server_child() -> int:
+    """The pid of the ``mcp-imagegen serve`` child this process started."""
+    me = os.getpid()
+    children = Path(f"/proc/{me}/task/{me}/children").read_text().split()
+    for pid in children:
+        if b"mcp-imagegen" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return int(pid)
+    raise RuntimeError("no mcp-imagegen child process found")
 
 
 def report(name: str, ledger: Ledger, started: float, rss: tuple[float, float]) -> bool:
@@ -94,18 +110,39 @@ def report(name: str, ledger: Ledger, started: float, rss: tuple[float, float]) 
 # -- mixed ------------------------------------------------------------------------
 
 
-async def mixed(calls: int, concurrency: int, seed: int) -> bool:
-    """Placeholder backend, file storage, a mixed concurrent workload."""
-    started, rss_start = time.monotonic(), rss_mb()
+async def mixed(calls: int, concurrency: int, seed: int, transport: str) -> bool:
+    """Placeholder backend, file storage, a mixed concurrent workload.
+
+    ``transport`` "stdio" runs the real ``mcp-imagegen serve`` as a child process
+    (RSS is then the child's); "memory" runs the server in this process.
+    """
+    started = time.monotonic()
     ledger = Ledger(strict=True)
     with tempfile.TemporaryDirectory(prefix="soak-") as directory:
-        settings = settings_from_dict(
-            {**QUIET, "storage": {"file": {"directory": directory}}}
-        )
-        async with mcp.Client(create_server(settings)) as client:
+        if transport == "stdio":
+            target: Any = StdioServerParameters(
+                command=str(Path(sys.executable).with_name("mcp-imagegen")),
+                args=["serve"],
+                env={
+                    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                    "HOME": directory,
+                    "MCP_IMAGEGEN_STORAGE__FILE__DIRECTORY": directory,
+                    "MCP_IMAGEGEN_LOGGING__LEVEL": "warning",
+                },
+            )
+        else:
+            target = create_server(
+                settings_from_dict(
+                    {**QUIET, "storage": {"file": {"directory": directory}}}
+                )
+            )
+        async with mcp.Client(target) as client:
+            pid: int | str = server_child() if transport == "stdio" else "self"
+            rss_start = rss_mb(pid)
             await Workload(client, ledger, seed=seed).run(calls, concurrency)
             await verify(client, ledger)
-    return report("mixed", ledger, started, (rss_start, rss_mb()))
+            rss_end = rss_mb(pid)
+    return report(f"mixed ({transport})", ledger, started, (rss_start, rss_end))
 
 
 # -- KServe faults ----------------------------------------------------------------
@@ -416,6 +453,12 @@ def main() -> int:
     parser.add_argument("--scenario", choices=("all", *SCENARIOS), default="all")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--transport",
+        choices=("memory", "stdio"),
+        default="stdio",
+        help="How the mixed scenario reaches the server (others run in memory).",
+    )
+    parser.add_argument(
         "--fuzz-examples", type=int, default=500, help="Examples per fuzz target."
     )
     args = parser.parse_args()
@@ -427,7 +470,9 @@ def main() -> int:
     results: dict[str, bool] = {}
     for name in chosen:
         if name == "mixed":
-            results[name] = anyio.run(mixed, args.calls, args.concurrency, args.seed)
+            results[name] = anyio.run(
+                mixed, args.calls, args.concurrency, args.seed, args.transport
+            )
         elif name == "kserve-faults":
             with kserve_predictor() as port:
                 results[name] = anyio.run(
