@@ -105,6 +105,11 @@ class FaultProxy:
                     return
                 length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
                 body = await reader.readexactly(int(length.group(1))) if length else b""
+                if pump is not None and pump.done():
+                    # The server closed this connection after its last answer (as
+                    # it does after a 500): the client reused it too late. Close
+                    # without counting, as the server itself would.
+                    return
                 action = self.decide(body)
                 self.actions[action] += 1
                 if action == "drop":
@@ -119,9 +124,7 @@ class FaultProxy:
                     line, rest = head.split(b"\r\n", 1)
                     head = _MODEL.sub(b"/models/" + self.fault_model, line, 1)
                     head += b"\r\n" + rest
-                if upstream is None or pump is None or pump.done():
-                    if pump is not None and pump.done():
-                        return  # upstream closed: so does this connection
+                if upstream is None or pump is None:
                     upstream = await asyncio.open_connection(*self.upstream)
                     pump = asyncio.create_task(self._pump(upstream[0], writer))
                 upstream[1].write(head + body)
