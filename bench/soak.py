@@ -95,7 +95,8 @@ def report(name: str, ledger: Ledger, started: float, rss: tuple[float, float]) 
     print(f"   errors by class ({sum(ledger.errors.values())}):")
     for kind, count in ledger.errors.most_common(12):
         print(f"     {count:6d}  {kind}")
-    print(f"   unexpected: {summary['unexpected_count']}")
+    kinds = collections.Counter(line.split(":")[0] for line in ledger.unexpected)
+    print(f"   unexpected: {summary['unexpected_count']} {dict(kinds)}")
     for line in ledger.unexpected[:8]:
         print(f"     - {line}")
     for line in ledger.lost[:8]:
@@ -142,7 +143,21 @@ async def mixed(calls: int, concurrency: int, seed: int, transport: str) -> bool
             await Workload(client, ledger, seed=seed).run(calls, concurrency)
             await verify(client, ledger)
             rss_end = rss_mb(pid)
+        leftovers = await anyio.to_thread.run_sync(count_leftovers, Path(directory))
+        print(f"\n   leftovers in the image directory: {leftovers}")
     return report(f"mixed ({transport})", ledger, started, (rss_start, rss_end))
+
+
+def count_leftovers(directory: Path) -> int:
+    """Temporary files and image files whose record is missing."""
+
+    def leftover(path: Path) -> bool:
+        if path.name.startswith(".tmp"):
+            return True
+        image = path.suffix in (".png", ".jpg", ".jpeg", ".webp", ".gif")
+        return image and not path.with_suffix(".json").exists()
+
+    return sum(1 for path in directory.rglob("*") if leftover(path))
 
 
 # -- KServe faults ----------------------------------------------------------------
@@ -269,9 +284,29 @@ async def s3_outage(calls: int, concurrency: int, seed: int) -> bool:
                 ledger.phase = ""
                 await workload.run(calls - calls // 3 - calls // 6, concurrency)
                 await verify(client, ledger, attempts=3)
+            orphans = await anyio.to_thread.run_sync(
+                s3_orphans, seaweed, table["prefix"]
+            )
+            print(f"   leftovers in the bucket (images without a record): {orphans}")
         finally:
             await anyio.to_thread.run_sync(seaweed.cleanup)
     return report("s3-outage", ledger, started, (rss_start, rss_mb()))
+
+
+def s3_orphans(seaweed: Any, prefix: str) -> int:
+    """Objects under ``prefix`` that are not records and have no record."""
+    client = seaweed.client()
+    keys: set[str] = set()
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=seaweed.storage_table()["bucket"], Prefix=prefix
+    ):
+        keys.update(item["Key"] for item in page.get("Contents", []))
+    records = {key.rsplit(".", 1)[0] for key in keys if key.endswith(".json")}
+    return sum(
+        1
+        for key in keys
+        if not key.endswith(".json") and key.rsplit(".", 1)[0] not in records
+    )
 
 
 # -- fuzz -------------------------------------------------------------------------
