@@ -20,6 +20,7 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,10 @@ CRASH_MARKERS = ("internal error", "traceback", "exceptiongroup", "exception gro
 #: Post-processing chains transform_image is asked for (all need no font or file).
 TRANSFORMS = (["strip_metadata"], ["resize"], ["metadata"], ["strip_metadata"])
 OUTPUT_FORMATS = (None, "png", "jpeg", "webp")
+
+
+#: ``(call number, rng) -> (extra prompt text, must succeed)``.
+PromptTag = Callable[[int, random.Random], tuple[str, bool]]
 
 
 @dataclass(frozen=True)
@@ -128,9 +133,9 @@ class Workload:
         ledger: Where results go.
         seed: Seed of the call mix (runs are reproducible up to scheduling).
         sizes: Image sides to ask for.
-        prompt_tag: Callable returning extra prompt text per generate call (the
-            fault scenario puts its fault instructions there); returns
-            ``(text, must_succeed)``.
+        prompt_tag: Called with the call number and the random generator before
+            each generate call; returns extra prompt text (the fault scenario
+            puts its fault instructions there) and whether the call must succeed.
     """
 
     def __init__(
@@ -140,7 +145,7 @@ class Workload:
         *,
         seed: int = 0,
         sizes: tuple[int, ...] = (64, 96, 128),
-        prompt_tag: Any = None,
+        prompt_tag: PromptTag | None = None,
     ) -> None:
         self.client = client
         self.ledger = ledger
