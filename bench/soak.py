@@ -220,7 +220,7 @@ def kserve_predictor() -> Iterator[int]:
 
 async def kserve_faults(calls: int, concurrency: int, seed: int, port: int) -> bool:
     """KServe backend through the fault proxy; transient faults must be absorbed."""
-    started, rss_start = time.monotonic(), rss_mb()
+    started = time.monotonic()
     ledger = Ledger(strict=False)
     with tempfile.TemporaryDirectory(prefix="soak-") as directory:
         async with FaultProxy("127.0.0.1", port) as proxy:
@@ -242,6 +242,7 @@ async def kserve_faults(calls: int, concurrency: int, seed: int, port: int) -> b
                 }
             )
             async with mcp.Client(create_server(settings)) as client:
+                rss_start = rss_mb()  # once the server and its components are up
                 workload = Workload(client, ledger, seed=seed, prompt_tag=fault_tag)
                 await workload.run(calls, concurrency)
                 await verify(client, ledger)
@@ -256,7 +257,7 @@ async def s3_outage(calls: int, concurrency: int, seed: int) -> bool:
     """A mixed workload on S3 storage; SeaweedFS is SIGKILLed and restarted."""
     from tests.s3.seaweed import TEST_BUCKET, SeaweedServer
 
-    started, rss_start = time.monotonic(), rss_mb()
+    started = time.monotonic()
     ledger = Ledger(strict=False)
     with tempfile.TemporaryDirectory(prefix="soak-s3-") as directory:
         seaweed = SeaweedServer(Path(directory), buckets=(TEST_BUCKET,))
@@ -271,6 +272,7 @@ async def s3_outage(calls: int, concurrency: int, seed: int) -> bool:
                 {**QUIET, "storage": {"backend": "s3", "s3": table}}
             )
             async with mcp.Client(create_server(settings)) as client:
+                rss_start = rss_mb()  # once the S3 client (botocore) is loaded
                 workload = Workload(client, ledger, seed=seed)
                 await workload.run(calls // 3, concurrency)
                 assert seaweed.process is not None
