@@ -1,0 +1,1 @@
+"""Soak, fault and fuzz scenarios, bounded (the full runs are in bench/soak.py)."""
