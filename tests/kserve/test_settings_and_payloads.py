@@ -21,7 +21,8 @@ from mcp_imagegen import (
     ignore_progress,
 )
 from mcp_imagegen._plugins import load_plugins
-from mcp_imagegen_kserve.backend import KServeBackend, backoff_delay
+from mcp_imagegen_kserve.backend import KServeBackend
+from mcp_imagegen_kserve.retries import backoff_delay
 from mcp_imagegen_kserve.settings import KServeSettings
 
 pytestmark = pytest.mark.anyio

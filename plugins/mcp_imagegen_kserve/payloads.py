@@ -1,0 +1,134 @@
+"""Request bodies of the ``kserve`` backend: V1 ``instances`` and V2 tensors.
+
+V1 sends one instance per image (several in one body with ``batch_instances``);
+V2 sends the prompt as a ``BYTES`` tensor and the generation fields either as
+``parameters`` or as extra input tensors, asking for binary output when
+``binary_data`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from mcp_imagegen import GenerationRequest
+from mcp_imagegen_kserve.settings import KServeSettings, Scalar
+
+# V2 datatypes of the generation fields when they are sent as extra inputs.
+_INPUT_DATATYPES = {
+    "negative_prompt": "BYTES",
+    "width": "INT32",
+    "height": "INT32",
+    "seed": "INT64",
+    "steps": "INT32",
+    "guidance_scale": "FP32",
+}
+
+
+def generation_fields(
+    settings: KServeSettings, request: GenerationRequest, index: int
+) -> list[tuple[str, Scalar]]:
+    """Return ``(field, value)`` of the generation fields this model takes.
+
+    Args:
+        settings: The backend's settings (what the model supports, wire names).
+        request: The generation request.
+        index: Which image of the request (it picks the seed).
+    """
+    s = settings
+    fields: list[tuple[str, Scalar]] = []
+    if request.negative_prompt and s.supports_negative_prompt:
+        fields.append(("negative_prompt", request.negative_prompt))
+    fields += [("width", request.width), ("height", request.height)]
+    if s.supports_seed:
+        fields.append(("seed", request.seed_for(index)))
+    steps = request.steps if request.steps is not None else s.default_steps
+    if steps is not None and s.supports_steps:
+        # default_steps is what clients are shown; sending it makes it true
+        # (a predictor's own default, 50 for diffusers, would apply otherwise).
+        fields.append(("steps", steps))
+    if request.guidance_scale is not None and s.supports_guidance_scale:
+        fields.append(("guidance_scale", request.guidance_scale))
+    names = s.wire_names()
+    return [(field, value) for field, value in fields if names[field]]
+
+
+def build_payload(
+    settings: KServeSettings, request: GenerationRequest, indexes: list[int]
+) -> dict[str, Any]:
+    """Return the request body for images ``indexes`` of ``request``.
+
+    Args:
+        settings: The backend's settings.
+        request: The generation request.
+        indexes: The images this body asks for; exactly one for V2.
+    """
+    if settings.protocol == "v1":
+        return _v1_payload(settings, request, indexes)
+    (index,) = indexes
+    return _v2_payload(settings, request, index)
+
+
+def encode_payload(payload: dict[str, Any]) -> bytes:
+    """Return ``payload`` as compact JSON bytes, the body sent on the wire."""
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def _extra(settings: KServeSettings, request: GenerationRequest) -> dict[str, Scalar]:
+    return {**settings.extra_parameters, **request.parameters}
+
+
+def _v1_payload(
+    settings: KServeSettings, request: GenerationRequest, indexes: list[int]
+) -> dict[str, Any]:
+    names = settings.wire_names()
+    extra = _extra(settings, request)
+    instances = [
+        {
+            **extra,
+            settings.prompt_input: request.prompt,
+            **{names[f]: v for f, v in generation_fields(settings, request, index)},
+        }
+        for index in indexes
+    ]
+    return {"instances": instances}
+
+
+def _v2_payload(
+    settings: KServeSettings, request: GenerationRequest, index: int
+) -> dict[str, Any]:
+    s = settings
+    names = s.wire_names()
+    shape = list(s.prompt_shape)
+    inputs: list[dict[str, Any]] = [
+        {
+            "name": s.prompt_input,
+            "shape": shape,
+            "datatype": "BYTES",
+            "data": [request.prompt],
+        }
+    ]
+    parameters = _extra(s, request)
+    for field, value in generation_fields(s, request, index):
+        if s.parameters_in == "parameters":
+            parameters[names[field]] = value
+        else:
+            inputs.append(
+                {
+                    "name": names[field],
+                    "shape": shape,
+                    "datatype": _INPUT_DATATYPES[field],
+                    "data": [value],
+                }
+            )
+    if s.binary_data:
+        parameters["binary_data_output"] = True
+    payload: dict[str, Any] = {"id": uuid.uuid4().hex, "inputs": inputs}
+    if parameters:
+        payload["parameters"] = parameters
+    if s.output_name:
+        payload["outputs"] = [
+            {"name": s.output_name, "parameters": {"binary_data": s.binary_data}}
+        ]
+    return payload
