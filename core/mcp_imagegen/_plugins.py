@@ -6,6 +6,7 @@ plugins are loaded the same way: from the ``mcp_imagegen`` entry-point group.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
 from collections.abc import Callable, Iterable
@@ -47,6 +48,14 @@ _BASE_BY_KIND: dict[Kind, type[Component]] = {
     "storage": ImageStorage,
     "postprocessor": PostProcessor,
 }
+
+#: Hooks the manager calls one plugin at a time (see ``_callers_in_call_order``).
+_CALLED_PER_PLUGIN = frozenset({*_HOOK_BY_KIND.values(), "image_stored"})
+_HOOK_NAMES = tuple(
+    name
+    for name, value in vars(hookspecs).items()
+    if hasattr(value, f"{ENTRY_POINT_GROUP}_spec")
+)
 
 C = TypeVar("C", bound=Component)
 log = structlog.get_logger("mcp_imagegen._plugins")
@@ -96,6 +105,7 @@ class PluginManager:
         self.failures: list[PluginFailure] = []
         self._dists: dict[str, tuple[str | None, str | None]] = {}
         self._registry: dict[Kind, dict[str, _Registration]] | None = None
+        self._callers: dict[str, list[tuple[str, pluggy.HookCaller]]] = {}
 
     # -- loading ---------------------------------------------------------------
 
@@ -142,18 +152,65 @@ class PluginManager:
         """Register a plugin object (a module or an instance with hookimpls).
 
         Tests use this to add inline plugins; :meth:`unregister` removes them.
+
+        Raises:
+            PluginError: if the plugin implements a hook that does not exist (a
+                misspelt name), or implements a hook the manager calls once per
+                plugin as a wrapper; the plugin is not registered then.
         """
         if name in self.disabled:
             return
-        self._pm.register(plugin, name=name)
         self._dists[name] = (distribution, version)
+        try:
+            self._pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            self._dists.pop(name, None)
+            raise PluginError(f"Plugin {self._describe(name)}: {exc}") from exc
+        try:
+            self._validate(plugin, name)
+        except PluginError:
+            self.unregister(name)
+            raise
         self._registry = None
+        self._callers.clear()
+
+    def _validate(self, plugin: object, name: str) -> None:
+        """Refuse hookimpls pluggy accepts but this manager cannot honour."""
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError:
+            unknown = sorted(
+                caller.name
+                for caller in self._pm.get_hookcallers(plugin) or []
+                if not caller.has_spec()
+            )
+            if unknown:
+                raise PluginError(
+                    f"Plugin {self._describe(name)} implements unknown hook(s) "
+                    f"{', '.join(repr(u) for u in unknown)}{_suggest(unknown)}. "
+                    f"Known hooks: {', '.join(sorted(_HOOK_NAMES))}."
+                ) from None
+            raise  # another plugin's pending hook: it was reported when it came
+        for caller in self._pm.get_hookcallers(plugin) or []:
+            if caller.name not in _CALLED_PER_PLUGIN:
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and (impl.wrapper or impl.hookwrapper):
+                    raise PluginError(
+                        f"Plugin {self._describe(name)} implements "
+                        f"'{caller.name}' with wrapper=True or hookwrapper=True. "
+                        f"'{caller.name}' is called once per plugin, so a wrapper "
+                        "cannot wrap the other plugins' implementations; use a "
+                        "plain @hookimpl (tryfirst=True or trylast=True to order "
+                        "it)."
+                    )
 
     def unregister(self, name: str) -> None:
         """Remove a plugin registered under ``name``."""
         self._pm.unregister(name=name)
         self._dists.pop(name, None)
         self._registry = None
+        self._callers.clear()
 
     # -- component types -------------------------------------------------------
 
@@ -162,14 +219,40 @@ class PluginManager:
             return self._registry
         registry: dict[Kind, dict[str, _Registration]] = {k: {} for k in _HOOK_BY_KIND}
         for kind, hook_name in _HOOK_BY_KIND.items():
-            caller = getattr(self._pm.hook, hook_name)
-            # Call each implementation on its own so every registration is
-            # attributed to the plugin that made it (needed for duplicate errors).
-            for impl in reversed(caller.get_hookimpls()):
-                register = self._registrar(registry[kind], kind, impl.plugin_name)
-                impl.function(**_accepted(impl, register=register))
+            # Each plugin's part goes through pluggy's own call path (argument
+            # selection, tryfirst/trylast order), one plugin at a time, so every
+            # registration is attributed to the plugin that made it (needed for
+            # the duplicate-name error and for ``mcp-imagegen plugins``).
+            for plugin, caller in self._callers_in_call_order(hook_name):
+                caller(register=self._registrar(registry[kind], kind, plugin))
         self._registry = registry
         return registry
+
+    def _callers_in_call_order(
+        self, hook_name: str
+    ) -> list[tuple[str, pluggy.HookCaller]]:
+        """Return ``(plugin name, hook caller of only that plugin)`` in pluggy's order.
+
+        pluggy calls implementations in the reverse of ``get_hookimpls()`` (tryfirst
+        first, trylast last); the callers are cached until a plugin (un)registers.
+        """
+        cached = self._callers.get(hook_name)
+        if cached is not None:
+            return cached
+        hook: pluggy.HookCaller = getattr(self._pm.hook, hook_name)
+        impls = list(reversed(hook.get_hookimpls()))
+        callers = [
+            (
+                impl.plugin_name,
+                self._pm.subset_hook_caller(
+                    hook_name,
+                    remove_plugins=[i.plugin for i in impls if i is not impl],
+                ),
+            )
+            for impl in impls
+        ]
+        self._callers[hook_name] = callers
+        return callers
 
     def _registrar(
         self, table: dict[str, _Registration], kind: Kind, plugin: str
@@ -255,31 +338,33 @@ class PluginManager:
         cancelled); failures and timeouts are logged, never raised.
         """
 
-        async def notify(impl: Any) -> None:
+        async def notify(plugin: str, caller: pluggy.HookCaller) -> None:
             try:
-                result = impl.function(**_accepted(impl, record=record))
-                if inspect.isawaitable(result):
-                    with anyio.move_on_after(per_listener) as scope:
-                        await result
-                    if scope.cancelled_caught:
-                        log.warning(
-                            "image_stored_hook_timed_out",
-                            plugin=impl.plugin_name,
-                            image_id=record.id,
-                            timeout_s=per_listener,
-                        )
+                # Called one plugin at a time so a failing listener cannot stop
+                # the others; pluggy passes only the arguments it declares.
+                for result in caller(record=record):
+                    if inspect.isawaitable(result):
+                        with anyio.move_on_after(per_listener) as scope:
+                            await result
+                        if scope.cancelled_caught:
+                            log.warning(
+                                "image_stored_hook_timed_out",
+                                plugin=plugin,
+                                image_id=record.id,
+                                timeout_s=per_listener,
+                            )
             except Exception as exc:  # a listener must never fail the request
                 log.warning(
                     "image_stored_hook_failed",
-                    plugin=impl.plugin_name,
+                    plugin=plugin,
                     image_id=record.id,
                     error=f"{type(exc).__name__}: {exc}",
                 )
 
         # One slow listener must not hold back the others.
         async with anyio.create_task_group() as group:
-            for impl in self._pm.hook.image_stored.get_hookimpls():
-                group.start_soon(notify, impl)
+            for plugin, caller in self._callers_in_call_order("image_stored"):
+                group.start_soon(notify, plugin, caller)
 
     # -- introspection ---------------------------------------------------------
 
@@ -311,13 +396,13 @@ class PluginManager:
         return sorted(infos, key=lambda info: info.name)
 
 
-def _accepted(impl: pluggy.HookImpl, **arguments: Any) -> dict[str, Any]:
-    """Return the subset of ``arguments`` that ``impl`` declares.
-
-    pluggy lets an implementation take fewer arguments than its spec offers, so
-    calling one directly must pass only those.
-    """
-    return {name: value for name, value in arguments.items() if name in impl.argnames}
+def _suggest(unknown: list[str]) -> str:
+    """Return " (did you mean 'x'?)" for the first misspelt name with a close match."""
+    for name in unknown:
+        close = difflib.get_close_matches(name, _HOOK_NAMES, n=1)
+        if close:
+            return f" (did you mean '{close[0]}'?)"
+    return ""
 
 
 def load_plugins(disabled: Iterable[str] = ()) -> PluginManager:

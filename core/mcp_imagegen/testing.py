@@ -1,9 +1,20 @@
-"""The storage contract: tests every :class:`~mcp_imagegen.ImageStorage` must pass.
+"""The plugin-author kit: contract suites every component must pass, and helpers.
 
-Written once, run over the built-in file and S3 storages, and importable by
-third-party storage plugins. Subclass :class:`StorageContract` in a test module
-(the class name must start with ``Test``) and provide a ``storage`` fixture that
-yields a started, empty storage::
+Like pytest's ``pytester``, this ships with the product so that a plugin's own
+test suite checks it against the same rules the built-in plugins are held to:
+
+- :class:`StorageContract` for an :class:`~mcp_imagegen.ImageStorage`
+  (run over the built-in file and S3 storages),
+- :class:`BackendContract` for an :class:`~mcp_imagegen.InferenceBackend`
+  (run over the placeholder backend),
+- :class:`PostProcessorContract` for a :class:`~mcp_imagegen.PostProcessor`
+  (run over the image-ops steps and the example ``border`` step),
+- :func:`mcp_client`, an in-memory MCP client over a server built from a
+  configuration dict, to test a plugin end to end through MCP.
+
+Subclass a contract in a test module (the class name must start with ``Test``)
+and provide its fixture. For a storage, a ``storage`` fixture that yields a
+started, empty storage::
 
     import pytest
     from mcp_imagegen.testing import StorageContract
@@ -15,6 +26,9 @@ yields a started, empty storage::
             async with MyStorage(MyStorage.Settings(root=tmp_path)) as storage:
                 yield storage
 
+A backend provides ``backend`` (and optionally ``failing_backend``), a step
+provides ``step``; see each class.
+
 Every contract test runs with anyio's pytest plugin (``-p anyio``, which pytest
 loads automatically once anyio is installed) on asyncio. This module needs pytest
 and is meant for test suites only.
@@ -22,11 +36,12 @@ and is meant for test suites only.
 
 from __future__ import annotations
 
-import asyncio
+import copy
 import hashlib
 import io
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,25 +49,39 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
+from mcp import Client
 from PIL import Image
 
 from mcp_imagegen._ids import new_image_id
 from mcp_imagegen.errors import (
+    BackendError,
     ImageNotFoundError,
     InvalidImageIdError,
+    PostProcessingError,
     ValidationError,
 )
-from mcp_imagegen.interfaces import ImageStorage
-from mcp_imagegen.models import Durations, ImageRecord
+from mcp_imagegen.imaging import describe_image
+from mcp_imagegen.interfaces import ImageStorage, InferenceBackend, PostProcessor
+from mcp_imagegen.models import (
+    Durations,
+    GeneratedImage,
+    GenerationRequest,
+    ImageRecord,
+    ProcessingContext,
+)
 
 __all__ = [
     "INVALID_IMAGE_IDS",
+    "BackendContract",
+    "PostProcessorContract",
     "StorageContract",
     "fetch_url",
     "make_image_bytes",
     "make_record",
+    "mcp_client",
     "save_many",
 ]
 
@@ -130,13 +159,15 @@ async def save_many(
     concurrency: int = 25,
 ) -> None:
     """Save ``items`` with at most ``concurrency`` saves in flight."""
-    semaphore = asyncio.Semaphore(concurrency)
+    limiter = anyio.CapacityLimiter(concurrency)
 
     async def save(record: ImageRecord, data: bytes) -> None:
-        async with semaphore:
+        async with limiter:
             await storage.save(record, data)
 
-    await asyncio.gather(*(save(record, data) for record, data in items))
+    async with anyio.create_task_group() as group:
+        for record, data in items:
+            group.start_soon(save, record, data)
 
 
 async def fetch_url(url: str) -> bytes:
@@ -144,7 +175,7 @@ async def fetch_url(url: str) -> bytes:
     parts = urlsplit(url)
     if parts.scheme == "file":
         path = Path(url2pathname(unquote(parts.path)))
-        return await asyncio.to_thread(path.read_bytes)
+        return await anyio.to_thread.run_sync(path.read_bytes)
     async with httpx.AsyncClient() as client:
         response = await client.get(url)
         response.raise_for_status()
@@ -265,11 +296,20 @@ class StorageContract:
         self, storage: ImageStorage
     ) -> None:
         items = [make_record() for _ in range(50)]
+        loaded: dict[str, tuple[ImageRecord, bytes]] = {}
 
-        await asyncio.gather(*(storage.save(record, data) for record, data in items))
-        loaded = await asyncio.gather(*(storage.load(record.id) for record, _ in items))
+        async def load(image_id: str) -> None:
+            stored = await storage.load(image_id)
+            loaded[image_id] = (stored.record, stored.data)
 
-        assert [(s.record, s.data) for s in loaded] == items
+        async with anyio.create_task_group() as group:
+            for record, data in items:
+                group.start_soon(storage.save, record, data)
+        async with anyio.create_task_group() as group:
+            for record, _ in items:
+                group.start_soon(load, record.id)
+
+        assert [loaded[record.id] for record, _ in items] == items
 
     # -- not found / invalid ids -------------------------------------------------
 
@@ -602,3 +642,336 @@ class StorageContract:
     async def test_aclose_can_be_called_twice(self, storage: ImageStorage) -> None:
         await storage.aclose()
         await storage.aclose()
+
+
+# -- MCP end to end ----------------------------------------------------------------
+
+
+@asynccontextmanager
+async def mcp_client(
+    config: Mapping[str, Any], *, plugins: Mapping[str, object] | None = None
+) -> AsyncIterator[Client]:
+    """Serve a server built from ``config`` to an in-memory MCP client.
+
+    The server is built exactly as ``mcp-imagegen serve`` builds it, from the
+    installed plugins (entry points), but from ``config`` alone: no configuration
+    file and no ``MCP_IMAGEGEN_*`` environment variable is read. Its components
+    start when the client connects and stop when the block ends::
+
+        async with mcp_client({"storage": {"file": {"directory": str(tmp_path)}}}) as c:
+            result = await c.call_tool("generate_image", {"prompt": "a fox"})
+
+    Args:
+        config: A mapping shaped like the TOML file. Point the storage at a
+            temporary directory (``storage.file.directory``) in tests.
+        plugins: Extra plugins to register inline, ``{name: module or object with
+            hookimpls}``; handy to test a plugin before it is installed.
+
+    Yields:
+        A connected ``mcp.Client``.
+
+    Raises:
+        ConfigurationError: if ``config`` is invalid or names an unknown component.
+    """
+    # The composition root is internal; it is called in this one place only.
+    from mcp_imagegen._app import create_server
+    from mcp_imagegen._config import settings_from_dict
+    from mcp_imagegen._plugins import load_plugins
+
+    settings = settings_from_dict(config)
+    manager = load_plugins(settings.plugins.disabled)
+    for name, plugin in (plugins or {}).items():
+        manager.register(plugin, name=name)
+    async with Client(create_server(settings, manager)) as client:
+        yield client
+
+
+# -- backends ----------------------------------------------------------------------
+
+
+class _ProgressLog:
+    """A progress reporter that records every report."""
+
+    def __init__(self, on_report: Callable[[], None] | None = None) -> None:
+        self.reports: list[tuple[float, float | None]] = []
+        self.on_report = on_report
+
+    async def __call__(
+        self, done: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        self.reports.append((done, total))
+        if self.on_report is not None:
+            self.on_report()
+        await anyio.lowlevel.checkpoint()
+
+
+class BackendContract:
+    """Behaviour shared by every inference backend. Subclass it, provide ``backend``.
+
+    ``backend`` yields a started backend that can serve requests; the contract
+    sizes its requests from the backend's own :class:`~mcp_imagegen.Capabilities`
+    (seed tests run only when it declares ``supports_seed``). Provide
+    ``failing_backend`` too — a started backend whose server fails (answers
+    errors, or is not there) — to check that failures surface as
+    :class:`~mcp_imagegen.BackendError`; without it, that test is skipped::
+
+        class TestMyBackend(BackendContract):
+            @pytest.fixture
+            async def backend(self, my_server_url):
+                settings = MyBackend.Settings(url=my_server_url)
+                async with MyBackend(settings) as backend:
+                    yield backend
+
+    Attributes:
+        prompt: The prompt of every contract request.
+        reports_progress: Set to ``False`` if the backend cannot report progress
+            (the progress and cancellation tests then only check what it does).
+    """
+
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.anyio]
+    prompt: ClassVar[str] = "a lighthouse on a cliff at dusk (contract test)"
+    reports_progress: ClassVar[bool] = True
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    def backend(self) -> InferenceBackend:
+        raise NotImplementedError(
+            "Provide a 'backend' fixture yielding a started backend."
+        )
+
+    @pytest.fixture
+    def failing_backend(self) -> InferenceBackend:
+        pytest.skip(
+            f"{type(self).__name__} provides no 'failing_backend' fixture (a started "
+            "backend whose server fails), so error mapping is not checked."
+        )
+
+    def request_for(
+        self, backend: InferenceBackend, **fields: Any
+    ) -> GenerationRequest:
+        """Return a small valid request for ``backend``: not square, seeded.
+
+        Override it to add what your backend needs (a model name, parameters).
+        """
+        caps = backend.capabilities
+        step = caps.side_multiple
+        side = -(-max(caps.min_side, 64) // step) * step
+        taller = side + step if side + step <= caps.max_side else side
+        values: dict[str, Any] = {
+            "prompt": self.prompt,
+            "width": side,
+            "height": taller,
+            "num_images": min(2, caps.max_images),
+            "seed": 1234,
+        }
+        if caps.supports_steps:
+            values["steps"] = 2
+        values.update(fields)
+        return GenerationRequest(**values)
+
+    async def test_generate_returns_num_images_of_the_requested_size(
+        self, backend: InferenceBackend
+    ) -> None:
+        request = self.request_for(backend)
+
+        images = await backend.generate(request, _ProgressLog())
+
+        assert len(images) == request.num_images
+        for image in images:
+            # The bytes are a complete image of the declared type and size.
+            declared = (image.mime_type, image.width, image.height)
+            assert describe_image(image.data) == declared
+            assert (image.width, image.height) == (request.width, request.height)
+            assert image.mime_type in backend.capabilities.output_mime_types
+
+    async def test_each_image_uses_the_seed_of_its_index(
+        self, backend: InferenceBackend
+    ) -> None:
+        if not backend.capabilities.supports_seed:
+            pytest.skip("the backend declares supports_seed = False")
+        request = self.request_for(backend, seed=2**32 - 1)
+
+        images = await backend.generate(request, _ProgressLog())
+
+        assert [image.seed for image in images] == [
+            request.seed_for(i) for i in range(request.num_images)
+        ]
+
+    async def test_the_same_seed_twice_gives_the_same_bytes(
+        self, backend: InferenceBackend
+    ) -> None:
+        if not backend.capabilities.supports_seed:
+            pytest.skip("the backend declares supports_seed = False")
+        request = self.request_for(backend, num_images=1)
+
+        [first] = await backend.generate(request, _ProgressLog())
+        [second] = await backend.generate(request, _ProgressLog())
+
+        assert first.data == second.data
+
+    async def test_progress_is_reported_monotonically(
+        self, backend: InferenceBackend
+    ) -> None:
+        progress = _ProgressLog()
+
+        await backend.generate(self.request_for(backend), progress)
+
+        if self.reports_progress:
+            assert progress.reports, "generate() never reported progress"
+        done = [d for d, _ in progress.reports]
+        assert done == sorted(done), f"progress went backwards: {progress.reports}"
+        for d, total in progress.reports:
+            assert d >= 0
+            assert total is None or d <= total, progress.reports
+
+    async def test_a_failing_server_raises_a_backend_error_naming_the_instance(
+        self, failing_backend: InferenceBackend
+    ) -> None:
+        with pytest.raises(BackendError) as raised:
+            await failing_backend.generate(
+                self.request_for(failing_backend), _ProgressLog()
+            )
+
+        assert failing_backend.instance_name in str(raised.value)
+
+    async def test_cancellation_stops_the_work_and_frees_the_request(
+        self, backend: InferenceBackend
+    ) -> None:
+        if not self.reports_progress:
+            pytest.skip("cancelled at the first progress report, which never comes")
+        request = self.request_for(backend)
+        cancelled: list[_ProgressLog] = []
+        # More cancellations than any sane concurrency limit: a request slot or
+        # connection that a cancellation leaks would make the last call hang.
+        for _ in range(5):
+            with anyio.CancelScope() as scope:
+                progress = _ProgressLog(on_report=scope.cancel)
+                cancelled.append(progress)
+                await backend.generate(request, progress)
+            assert scope.cancelled_caught, "generate() returned after a cancel"
+
+        images = await backend.generate(request, _ProgressLog())
+
+        assert len(images) == request.num_images
+        # Work of a cancelled request stopped: it reported nothing after the cancel.
+        assert [len(p.reports) for p in cancelled] == [1] * len(cancelled)
+
+
+# -- post-processors ---------------------------------------------------------------
+
+
+def make_generated_image(
+    mime_type: str = "image/png", *, width: int = 96, height: int = 64
+) -> GeneratedImage:
+    """Return a real image (gradients, not flat colour) as a backend returns it."""
+    image = Image.radial_gradient("L").resize((width, height)).convert("RGB")
+    image.paste((200, 40, 40), (0, 0, width // 3, height // 3))
+    buffer = io.BytesIO()
+    image.save(buffer, format=_PIL_FORMATS[mime_type])
+    return GeneratedImage(
+        data=buffer.getvalue(),
+        mime_type=mime_type,
+        width=width,
+        height=height,
+        seed=1234,
+        model="contract-model",
+        parameters={"steps": 2, "sampler": "euler"},
+    )
+
+
+def make_context(**request: Any) -> ProcessingContext:
+    """Return the context a step sees for an image of a 96x64 request."""
+    fields: dict[str, Any] = {
+        "prompt": "a lighthouse on a cliff at dusk (contract test)",
+        "width": 96,
+        "height": 64,
+        "seed": 1234,
+    }
+    fields.update(request)
+    return ProcessingContext(
+        request=GenerationRequest(**fields),
+        backend="contract",
+        seed=fields["seed"],
+        model="contract-model",
+    )
+
+
+_GARBAGE: dict[str, bytes] = {
+    "text": b"this is not an image",
+    "empty": b"",
+    "truncated-png": make_image_bytes("image/png", side=32)[:60],
+}
+
+
+class PostProcessorContract:
+    """Behaviour shared by every post-processing step. Subclass it, provide ``step``.
+
+    ``step`` yields a started step (the settings you want checked)::
+
+        class TestBorderStep(PostProcessorContract):
+            @pytest.fixture
+            async def step(self):
+                async with BorderStep(BorderStep.Settings(width=4)) as step:
+                    yield step
+
+    Attributes:
+        input_mime_types: The image types the step accepts.
+    """
+
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.anyio]
+    input_mime_types: ClassVar[tuple[str, ...]] = (
+        "image/png",
+        "image/jpeg",
+        "image/webp",
+    )
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    def step(self) -> PostProcessor:
+        raise NotImplementedError("Provide a 'step' fixture yielding a started step.")
+
+    @pytest.mark.parametrize("mime_type", ["image/png", "image/jpeg", "image/webp"])
+    async def test_returns_an_image_whose_declared_type_and_size_match_its_bytes(
+        self, step: PostProcessor, mime_type: str
+    ) -> None:
+        if mime_type not in self.input_mime_types:
+            pytest.skip(f"{mime_type} is not in input_mime_types")
+        image = make_generated_image(mime_type)
+
+        result = await step.process(image, make_context())
+
+        # ``result`` may be ``image`` itself when the step has nothing to change
+        # (GeneratedImage is immutable); what it declares must match its bytes.
+        declared = (result.mime_type, result.width, result.height)
+        assert describe_image(result.data) == declared
+
+    async def test_does_not_mutate_its_input(self, step: PostProcessor) -> None:
+        image = make_generated_image(self.input_mime_types[0])
+        context = make_context()
+        before = (copy.deepcopy(image.model_dump()), context.model_dump())
+
+        await step.process(image, context)
+
+        assert (image.model_dump(), context.model_dump()) == before
+
+    @pytest.mark.parametrize("garbage", sorted(_GARBAGE))
+    async def test_refuses_garbage_with_a_post_processing_error_naming_the_step(
+        self, step: PostProcessor, garbage: str
+    ) -> None:
+        image = GeneratedImage(
+            data=_GARBAGE[garbage],
+            mime_type=self.input_mime_types[0],
+            width=32,
+            height=32,
+        )
+
+        with pytest.raises(PostProcessingError) as raised:
+            await step.process(image, make_context())
+
+        assert step.instance_name in str(raised.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator
 
 import anyio
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from PIL import Image
 
 from mcp_imagegen import GeneratedImage, GenerationRequest, ignore_progress
+from mcp_imagegen.testing import BackendContract
 from mcp_imagegen_placeholder.backend import (
     MODEL_NAME,
     PlaceholderBackend,
@@ -17,6 +19,15 @@ from mcp_imagegen_placeholder.backend import (
 )
 
 pytestmark = pytest.mark.anyio
+
+
+class TestPlaceholderBackendContract(BackendContract):
+    """The contract every backend passes, run over the placeholder."""
+
+    @pytest.fixture
+    async def backend(self) -> AsyncIterator[PlaceholderBackend]:
+        async with PlaceholderBackend(PlaceholderSettings()) as backend:
+            yield backend
 
 
 def make_backend(**options: int) -> PlaceholderBackend:

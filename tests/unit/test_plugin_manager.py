@@ -439,3 +439,70 @@ def test_register_tools_hook_receives_the_server_and_the_service(
 
     assert _ToolPlugin.registered_with == [server.service]
     _ToolPlugin.registered_with.clear()
+
+
+# -- hooks are called through pluggy ---------------------------------------------
+
+
+def test_tryfirst_and_trylast_registrations_run_in_pluggy_order() -> None:
+    calls: list[str] = []
+
+    def plugin(label: str, **marks: bool) -> object:
+        class Plugin:
+            @hookimpl(**marks)
+            def register_backends(self) -> None:
+                calls.append(label)
+
+        return Plugin()
+
+    manager = PluginManager()
+    manager.register(plugin("first", tryfirst=True), name="first")
+    manager.register(plugin("last", trylast=True), name="last")
+    manager.register(plugin("plain-a"), name="plain-a")
+    manager.register(plugin("plain-b"), name="plain-b")
+
+    manager.component_types("backend")
+
+    # pluggy's order: tryfirst, then the others last registered first, then trylast.
+    assert calls == ["first", "plain-b", "plain-a", "last"]
+
+
+def test_a_misspelt_hook_name_is_an_error_naming_the_plugin_and_the_hook() -> None:
+    class Misspelt:
+        @hookimpl
+        def register_backend(self, register: Callable[[type[Any]], None]) -> None:
+            register(_TwinBackend)
+
+    manager = PluginManager()
+
+    with pytest.raises(PluginError) as caught:
+        manager.register(Misspelt(), name="typo", distribution="pkg-typo")
+
+    message = str(caught.value)
+    assert "'typo' (from pkg-typo)" in message
+    assert "'register_backend'" in message
+    assert "did you mean 'register_backends'?" in message
+    assert "typo" not in {info.name for info in manager.plugins()}
+
+
+@pytest.mark.parametrize("mark", ["wrapper", "hookwrapper"])
+@pytest.mark.parametrize(
+    "hook", ["register_backends", "register_storages", "image_stored"]
+)
+def test_a_wrapper_of_a_per_plugin_hook_is_refused_with_a_clear_error(
+    mark: str, hook: str
+) -> None:
+    def wrapping(*args: Any, **kwargs: Any) -> Any:
+        yield
+
+    wrapping.__name__ = hook
+    plugin = type("Wrapping", (), {hook: hookimpl(**{mark: True})(wrapping)})()
+    manager = PluginManager()
+
+    with pytest.raises(PluginError) as caught:
+        manager.register(plugin, name="wrapping")
+
+    message = str(caught.value)
+    assert f"'wrapping' implements '{hook}' with wrapper=True" in message
+    assert "plain @hookimpl" in message
+    assert "wrapping" not in {info.name for info in manager.plugins()}
