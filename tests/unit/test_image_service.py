@@ -30,6 +30,7 @@ from mcp_imagegen import (
     hookimpl,
     new_image_id,
 )
+from mcp_imagegen._app import build_service, effective_configuration
 from mcp_imagegen._config import Settings
 from mcp_imagegen._plugins import PluginManager
 from mcp_imagegen._service import ImageService
@@ -103,10 +104,10 @@ def plugins(plugin_manager: PluginManager) -> PluginManager:
 def build(
     make_settings: Callable[..., Settings], plugins: PluginManager
 ) -> Callable[..., ImageService]:
-    def build_service(data: dict[str, Any] | None = None) -> ImageService:
-        return ImageService.from_settings(make_settings(data), plugins)
+    def build_one(data: dict[str, Any] | None = None) -> ImageService:
+        return build_service(make_settings(data), plugins)
 
-    return build_service
+    return build_one
 
 
 def small(**fields: Any) -> GenerationRequest:
@@ -380,7 +381,7 @@ async def test_step_type_with_required_settings_does_not_break_start_up(
         {"postprocess": {"caption": {"type": "needs_text", "text": "C"}}}
     )
 
-    async with ImageService.from_settings(settings, plugins) as service:
+    async with build_service(settings, plugins) as service:
         [record] = await service.generate(small(), postprocess=["caption"])
         with pytest.raises(ValidationError, match="'needs_text'"):
             await service.generate(small(), postprocess=["needs_text"])
@@ -561,7 +562,7 @@ async def test_unexpected_retention_failure_is_logged_and_the_service_keeps_serv
             }
         }
     )
-    service = ImageService.from_settings(settings, plugins)
+    service = build_service(settings, plugins)
     assert isinstance(service.storage, _ExplodingRetentionStorage)
 
     with capture_logs() as logs, anyio.fail_after(30):
@@ -662,7 +663,7 @@ def _recording_service(
             }
         }
     )
-    return ImageService.from_settings(settings, plugins)
+    return build_service(settings, plugins)
 
 
 async def test_retention_task_sweeps_orphans_even_without_max_age(
@@ -731,7 +732,7 @@ async def test_backend_whose_health_check_crashes_is_reported_unavailable(
     plugins.register(Plugin(), name="broken-health")
     settings = make_settings({"backends": {"broken": {"type": "broken_health"}}})
     with capture_logs() as logs:
-        async with ImageService.from_settings(settings, plugins) as service:
+        async with build_service(settings, plugins) as service:
             infos = {info.name: info for info in await service.describe_backends()}
 
     [crash] = [e for e in logs if e["event"] == "health_check_crashed"]
@@ -821,7 +822,7 @@ def wide(
 
     plugins.register(Plugin(), name="wide-backend")
 
-    def build_service(data: dict[str, Any] | None = None) -> ImageService:
+    def build_one(data: dict[str, Any] | None = None) -> ImageService:
         base = {
             "backends": {"wide": {}},
             "generation": {"backend": "wide", "postprocess": []},
@@ -830,11 +831,9 @@ def wide(
                 "huge": {"type": "resize", "width": 16384, "upscale": True}
             },
         }
-        return ImageService.from_settings(
-            make_settings({**base, **(data or {})}), plugins
-        )
+        return build_service(make_settings({**base, **(data or {})}), plugins)
 
-    return build_service
+    return build_one
 
 
 @pytest.mark.parametrize(
@@ -882,7 +881,7 @@ def test_effective_configuration_shows_every_retention_setting(
 ) -> None:
     service = build({"storage": {"orphan_grace": "PT2H", "max_age": "P1D"}})
 
-    storage = service.effective_configuration()["storage"]
+    storage = effective_configuration(service)["storage"]
 
     assert storage["orphan_grace"] == "PT2H"
     assert storage["max_age"] == "P1D"
