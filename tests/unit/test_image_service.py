@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import inspect
 import io
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -23,6 +26,7 @@ from mcp_imagegen import (
     Health,
     ImageNotFoundError,
     ImageRecord,
+    ImageServiceAPI,
     PostProcessingError,
     PostProcessor,
     ProcessingContext,
@@ -30,7 +34,7 @@ from mcp_imagegen import (
     hookimpl,
     new_image_id,
 )
-from mcp_imagegen._app import build_service, effective_configuration
+from mcp_imagegen._app import build_service, create_server, effective_configuration
 from mcp_imagegen._config import Settings
 from mcp_imagegen._plugins import PluginManager
 from mcp_imagegen._service import ImageService
@@ -886,3 +890,95 @@ def test_effective_configuration_shows_every_retention_setting(
     assert storage["orphan_grace"] == "PT2H"
     assert storage["max_age"] == "P1D"
     assert "cleanup_interval" in storage
+
+
+# -- structure: one composition root, public types in the hooks ---------------------
+
+
+def _module_files(module: str) -> list[Path]:
+    """The source files of ``module``: its file, or every file of its package."""
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin is not None
+    origin = Path(spec.origin)
+    if spec.submodule_search_locations:
+        return sorted(origin.parent.rglob("*.py"))
+    return [origin]
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+    )
+
+
+def _imported_modules(path: Path, *, runtime_only: bool) -> set[str]:
+    """Modules ``path`` imports (absolute ``from`` imports and plain imports)."""
+    skipped: set[int] = set()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    if runtime_only:
+        for block in filter(_is_type_checking_block, ast.walk(tree)):
+            skipped.update(id(node) for node in ast.walk(block))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_the_service_loads_neither_configuration_nor_plugins() -> None:
+    # The composition root (_app) builds the service; the service may name the
+    # settings models in type hints only.
+    for path in _module_files("mcp_imagegen._service"):
+        imported = _imported_modules(path, runtime_only=True)
+        assert not imported & {"mcp_imagegen._config", "mcp_imagegen._plugins"}, path
+
+
+def test_hook_specifications_name_only_public_modules() -> None:
+    [path] = _module_files("mcp_imagegen.hookspecs")
+
+    internal = {
+        name
+        for name in _imported_modules(path, runtime_only=False)
+        if name.startswith("mcp_imagegen._")
+    }
+
+    assert internal == set()
+
+
+@pytest.mark.parametrize(
+    "member",
+    sorted(name for name in vars(ImageServiceAPI) if not name.startswith("_")),
+)
+def test_the_service_keeps_every_member_of_its_public_interface(member: str) -> None:
+    public = inspect.signature(getattr(ImageServiceAPI, member))
+    actual = inspect.signature(getattr(ImageService, member))
+
+    assert actual == public
+
+
+async def test_register_tools_hook_gets_a_service_with_the_public_interface(
+    make_settings: Callable[..., Settings], plugins: PluginManager
+) -> None:
+    received: list[object] = []
+
+    class Tools:
+        @hookimpl
+        def register_tools(self, server: Any, service: ImageServiceAPI) -> None:
+            received.append(service)
+
+    plugins.register(Tools(), name="tools")
+    create_server(make_settings(), plugins)
+
+    [service] = received
+    assert isinstance(service, ImageServiceAPI)
+    async with service:  # type: ignore[attr-defined]
+        [record] = await service.generate(small())
+        stored = await service.load(record.id)
+    assert stored.record.id == record.id
+    assert stored.record.sha256 == record.sha256

@@ -29,6 +29,7 @@ from mcp_imagegen._service.validation import check_output_format, validate_reque
 from mcp_imagegen.errors import ValidationError
 from mcp_imagegen.interfaces import (
     Component,
+    ImageServiceAPI,
     ImageStorage,
     InferenceBackend,
     PostProcessor,
@@ -51,8 +52,11 @@ log = structlog.get_logger("mcp_imagegen._service")
 MAX_LIST_LIMIT = 100
 
 
-class ImageService:
+class ImageService(ImageServiceAPI):
     """Generates, post-processes, stores and serves images.
+
+    It subclasses :class:`~mcp_imagegen.interfaces.ImageServiceAPI` explicitly,
+    so that mypy checks it keeps the public interface plugins are given.
 
     Build it with ``mcp_imagegen._app.build_service``, then use it as an async
     context manager: entering starts every component and the retention task,
