@@ -118,6 +118,22 @@ class Pipeline:
         images, generate_ms = await self._run_backend(
             backend_name, engine, request, progress
         )
+        stored = await self._finish_and_save(
+            images, generate_ms, request, backend_name, chain, fmt
+        )
+        await _release_after(request.width * request.height * request.num_images)
+        return stored
+
+    async def _finish_and_save(
+        self,
+        images: list[GeneratedImage],
+        generate_ms: float,
+        request: GenerationRequest,
+        backend_name: str,
+        chain: Sequence[PostProcessor],
+        fmt: str | None,
+    ) -> list[StoredImage]:
+        """Post-process every image concurrently, then save them all."""
         finished = await gather(
             [
                 self.finisher.finish(
@@ -148,9 +164,9 @@ class Pipeline:
             for image, digest, ms in finished
         ]
         blobs = [image.data for image, _, _ in finished]
-        del images, finished  # the backend's and the chain's buffers can go now
+        images.clear()  # the backend's and the chain's buffers can go now
+        del finished
         await self.saver.save_all(records, blobs)
-        await _release_after(request.width * request.height * request.num_images)
         return [
             StoredImage(record=record, data=data)
             for record, data in zip(records, blobs, strict=True)
