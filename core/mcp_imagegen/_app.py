@@ -54,10 +54,6 @@ class Components:
     storage: ImageStorage
     steps: dict[str, PostProcessor]
 
-    def all(self) -> list[Component]:
-        """Backends, then the storage, then the steps."""
-        return [*self.backends.values(), self.storage, *self.steps.values()]
-
 
 def build_components(settings: Settings, plugins: PluginManager) -> Components:
     """Build every configured component (no I/O yet).
