@@ -44,9 +44,9 @@ from mcp_imagegen import (
     PostProcessor,
     ProcessingContext,
 )
+from mcp_imagegen._app import build_service
 from mcp_imagegen._config import LoggingSettings, settings_from_dict
 from mcp_imagegen._logs import configure_logging
-from mcp_imagegen._service import ImageService
 from mcp_imagegen_imageops.convert import ConvertSettings, ConvertStep
 from mcp_imagegen_imageops.metadata import MetadataSettings, MetadataStep
 from mcp_imagegen_imageops.resize import ResizeSettings, ResizeStep
@@ -203,7 +203,7 @@ async def loop_lag(rounds: int) -> None:
                 },
             }
         )
-        async with ImageService.from_settings(settings) as service:
+        async with build_service(settings) as service:
 
             async def generate(seed: int, chain: list[str] | None) -> None:
                 request = GenerationRequest(

@@ -319,8 +319,8 @@ def fuzz(examples: int) -> bool:
     from anyio.from_thread import start_blocking_portal
     from hypothesis import HealthCheck, given, settings
 
+    from mcp_imagegen._app import build_service
     from mcp_imagegen._config import load_settings
-    from mcp_imagegen._service import ImageService
     from mcp_imagegen.errors import ConfigurationError, PluginError
     from mcp_imagegen_kserve.responses import parse_v1_response, parse_v2_response
     from tests.soak.fuzzing import (
@@ -405,7 +405,7 @@ def fuzz(examples: int) -> bool:
 
         def load(config: Path | None) -> str | None:
             try:
-                ImageService.from_settings(load_settings(config))
+                build_service(load_settings(config))
             except (ConfigurationError, PluginError):
                 return None
             except Exception as exc:

@@ -16,7 +16,12 @@ from pydantic import BaseModel
 from mcp_imagegen import hookspecs
 from mcp_imagegen._config import Settings, settings_from_dict
 from mcp_imagegen._plugins import load_plugins
-from mcp_imagegen.interfaces import ImageStorage, InferenceBackend, PostProcessor
+from mcp_imagegen.interfaces import (
+    ImageServiceAPI,
+    ImageStorage,
+    InferenceBackend,
+    PostProcessor,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = (ROOT / "config.example.toml").read_text()
@@ -108,7 +113,9 @@ def test_every_hook_is_documented_in_plugins_md() -> None:
         assert f"### `{hook}(" in DOCS["plugins.md"], f"hook {hook} not documented"
 
 
-@pytest.mark.parametrize("interface", [InferenceBackend, ImageStorage, PostProcessor])
+@pytest.mark.parametrize(
+    "interface", [InferenceBackend, ImageStorage, PostProcessor, ImageServiceAPI]
+)
 def test_every_interface_method_is_documented_in_plugins_md(interface: type) -> None:
     methods = [
         name

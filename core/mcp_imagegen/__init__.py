@@ -33,6 +33,7 @@ from mcp_imagegen.hookspecs import hookimpl
 from mcp_imagegen.interfaces import (
     Component,
     ComponentSettings,
+    ImageServiceAPI,
     ImageStorage,
     InferenceBackend,
     PostProcessor,
@@ -75,6 +76,7 @@ __all__ = [
     "ImageNotFoundError",
     "ImagePage",
     "ImageRecord",
+    "ImageServiceAPI",
     "ImageStorage",
     "InferenceBackend",
     "InvalidImageIdError",

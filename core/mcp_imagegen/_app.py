@@ -1,27 +1,110 @@
-"""Composition root: settings + plugins → service → MCP server, and serving it."""
+"""The composition root: settings → plugin manager → components → service → server.
+
+Nothing else assembles the system: the CLI's ``serve``, ``generate`` and
+``config``, the tests and the benchmarks all build through :func:`build_service`
+or :func:`create_server`. Serving over stdio lives here too.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
-from typing import IO
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
+import pydantic
 import structlog
-from mcp.server.stdio import stdio_server
 
-from mcp_imagegen._config import Settings
+from mcp_imagegen._config import (
+    Settings,
+    StorageSettings,
+    redact,
+    redacted_dump,
+    validate_component_table,
+)
 from mcp_imagegen._logs import configure_logging
-from mcp_imagegen._plugins import PluginManager, load_plugins
-from mcp_imagegen._server import ImageGenServer, build_mcp_server
+from mcp_imagegen._plugins import Kind, PluginManager, load_plugins
 from mcp_imagegen._service import ImageService
+from mcp_imagegen.interfaces import (
+    Component,
+    ImageStorage,
+    InferenceBackend,
+    PostProcessor,
+)
+from mcp_imagegen.models import ImageRecord
+
+if TYPE_CHECKING:
+    from mcp_imagegen._server import ImageGenServer
 
 #: Exit codes of ``serve``: the shell's 128 + signal number convention.
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
 
 log = structlog.get_logger("mcp_imagegen._app")
+
+
+@dataclass
+class Components:
+    """Every configured component, built and validated but not started."""
+
+    backends: dict[str, InferenceBackend]
+    storage: ImageStorage
+    steps: dict[str, PostProcessor]
+
+
+def build_components(settings: Settings, plugins: PluginManager) -> Components:
+    """Build every configured component (no I/O yet).
+
+    Raises:
+        ConfigurationError: for an unknown component type or an invalid table,
+            naming the key and where it was set.
+    """
+    settings.check_default_backend(plugins.component_types("backend"))
+    backends: dict[str, InferenceBackend] = {}
+    for name, raw in settings.backend_instances().items():
+        backend = _build_named(settings, plugins, "backend", "backends", name, raw)
+        assert isinstance(backend, InferenceBackend)
+        backends[name] = backend
+    return Components(
+        backends=backends,
+        storage=_build_storage(settings, plugins),
+        steps=_build_steps(settings, plugins),
+    )
+
+
+def build_service(
+    settings: Settings, plugins: PluginManager | None = None
+) -> ImageService:
+    """Build the service for ``settings`` (no I/O yet; enter it to start).
+
+    Args:
+        settings: The configuration.
+        plugins: The plugin manager; ``None`` loads the installed plugins, minus
+            ``plugins.disabled``.
+
+    Raises:
+        ConfigurationError: for an unknown component type or an invalid table,
+            naming the key and where it was set.
+    """
+    if plugins is None:
+        plugins = load_plugins(settings.plugins.disabled)
+    components = build_components(settings, plugins)
+    timeout = settings.plugins.image_stored_timeout.total_seconds()
+    listeners = plugins
+
+    async def announce(record: ImageRecord) -> None:
+        await listeners.image_stored(record, per_listener=timeout)
+
+    return ImageService(
+        settings,
+        components.backends,
+        components.storage,
+        components.steps,
+        announcer=announce,
+    )
 
 
 def create_server(
@@ -38,12 +121,117 @@ def create_server(
     if not structlog.is_configured():
         # structlog's default writes to stdout, which is the stdio protocol.
         configure_logging(settings.logging)
+    # Imported here: ``generate`` and ``config`` build only the service, and
+    # need not pay for importing the MCP server.
+    from mcp_imagegen._server import build_mcp_server
+
     if plugins is None:
         plugins = load_plugins(settings.plugins.disabled)
-    service = ImageService.from_settings(settings, plugins)
+    service = build_service(settings, plugins)
     server = build_mcp_server(service)
     plugins.register_tools(server, service)
     return server
+
+
+def effective_configuration(service: ImageService) -> dict[str, Any]:
+    """The configuration with every component table filled in, secrets masked."""
+    settings = service.settings
+    data = redacted_dump(settings)
+    data["backends"] = {
+        name: {"type": backend.name, **backend.settings.model_dump(mode="json")}
+        for name, backend in service.backends.items()
+    }
+    data["storage"] = {
+        key: value
+        for key, value in data["storage"].items()
+        if key in StorageSettings.model_fields
+    }
+    data["storage"][service.storage.name] = service.storage.settings.model_dump(
+        mode="json"
+    )
+    data["postprocess"] = {
+        name: {"type": step.name, **step.settings.model_dump(mode="json")}
+        for name, step in service.steps.items()
+        if name in settings.postprocess
+    }
+    return redact(data)
+
+
+def _build_storage(settings: Settings, plugins: PluginManager) -> ImageStorage:
+    storage_type = settings.storage.backend
+    storage_cls = plugins.component_type(
+        "storage",
+        storage_type,
+        key="storage.backend",
+        source=settings.source_of("storage.backend"),
+    )
+    storage_options = validate_component_table(
+        settings,
+        storage_cls.Settings,
+        settings.storage.table(storage_type),
+        f"storage.{storage_type}",
+    )
+    storage = storage_cls(storage_options, instance_name=storage_type)
+    for table in settings.storage.table_names():
+        # Tables of other registered types may wait for a switch of backend;
+        # a table naming no type at all is a typo and must not pass silently.
+        key = f"storage.{table}"
+        plugins.component_type(
+            "storage", table, key=key, source=settings.source_of(key)
+        )
+    assert isinstance(storage, ImageStorage)
+    return storage
+
+
+def _build_steps(
+    settings: Settings, plugins: PluginManager
+) -> dict[str, PostProcessor]:
+    steps: dict[str, PostProcessor] = {}
+    # A step type's own name is a step with default options (when its settings
+    # have defaults; a type with required settings is usable only through a
+    # [postprocess.<name>] table, and must not break start-up when unused)...
+    for type_name, step_cls in plugins.component_types("postprocessor").items():
+        if type_name in settings.postprocess:
+            continue  # its own table follows
+        try:
+            options = step_cls.Settings.model_validate({})
+        except pydantic.ValidationError:
+            log.debug("postprocess_step_needs_settings", step_type=type_name)
+            continue
+        steps[type_name] = step_cls(options, instance_name=type_name)  # type: ignore[assignment]
+    # ...and [postprocess.<name>] tables define named steps (or override those).
+    for name, raw in settings.postprocess.items():
+        step = _build_named(
+            settings, plugins, "postprocessor", "postprocess", name, raw
+        )
+        assert isinstance(step, PostProcessor)
+        steps[name] = step
+    return steps
+
+
+def _build_named(
+    settings: Settings,
+    plugins: PluginManager,
+    kind: Kind,
+    section: str,
+    name: str,
+    raw: Mapping[str, Any],
+) -> Component:
+    """Build the component of table ``[<section>.<name>]``.
+
+    Its ``type`` key names the component type and defaults to ``name``; the other
+    keys are validated by that type's ``Settings``.
+    """
+    table = dict(raw)
+    type_name = str(table.pop("type", name))
+    type_key = f"{section}.{name}.type"
+    component_cls = plugins.component_type(
+        kind, type_name, key=type_key, source=settings.source_of(type_key)
+    )
+    options = validate_component_table(
+        settings, component_cls.Settings, table, f"{section}.{name}"
+    )
+    return component_cls(options, instance_name=name)
 
 
 class _StdinLines(anyio.AsyncFile[str]):
@@ -87,6 +275,8 @@ async def serve_stdio(server: ImageGenServer, stdin: IO[str] | None = None) -> i
     Returns:
         The process exit code.
     """
+    from mcp.server.stdio import stdio_server  # only ``serve`` needs the SDK
+
     if stdin is None:
         # A duplicate descriptor: closing this stream never closes sys.stdin.
         stdin = os.fdopen(

@@ -244,12 +244,12 @@ def example_config() -> str:
 
 
 def _config(settings: Settings) -> int:
-    from mcp_imagegen._service import ImageService
+    from mcp_imagegen._app import build_service, effective_configuration
 
     # Building the service validates every component table, so an invalid table
     # is reported here exactly as at start-up; check() then looks at fonts and
     # directories without starting (connecting, creating) anything.
-    service = ImageService.from_settings(settings)
+    service = build_service(settings)
     components: list[Component] = [
         *service.backends.values(),
         service.storage,
@@ -257,7 +257,7 @@ def _config(settings: Settings) -> int:
     ]
     for component in components:
         anyio.run(component.check)
-    sys.stdout.write(render_config(service.effective_configuration(), settings))
+    sys.stdout.write(render_config(effective_configuration(service), settings))
     return EXIT_OK
 
 
@@ -331,8 +331,7 @@ def _plugins(settings: Settings, *, as_json: bool) -> int:
 
 
 async def _generate(settings: Settings, args: argparse.Namespace) -> int:
-    from mcp_imagegen._plugins import load_plugins
-    from mcp_imagegen._service import ImageService
+    from mcp_imagegen._app import build_service
 
     request = settings.generation.request(
         args.prompt,
@@ -359,9 +358,7 @@ async def _generate(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    service = ImageService.from_settings(
-        settings, load_plugins(settings.plugins.disabled)
-    )
+    service = build_service(settings)
     async with service:
         records = await service.generate(
             request, progress, postprocess=postprocess, output_format=args.output_format

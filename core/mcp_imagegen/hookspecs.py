@@ -15,8 +15,12 @@ import pluggy
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
-    from mcp_imagegen._service import ImageService
-    from mcp_imagegen.interfaces import ImageStorage, InferenceBackend, PostProcessor
+    from mcp_imagegen.interfaces import (
+        ImageServiceAPI,
+        ImageStorage,
+        InferenceBackend,
+        PostProcessor,
+    )
     from mcp_imagegen.models import ImageRecord
 
 hookspec = pluggy.HookspecMarker("mcp_imagegen")
@@ -45,8 +49,12 @@ def register_postprocessors(register: Callable[[type[PostProcessor]], None]) -> 
 
 
 @hookspec
-def register_tools(server: MCPServer[Any], service: ImageService) -> None:
-    """Add MCP tools to ``server`` once the service is built (before serving)."""
+def register_tools(server: MCPServer[Any], service: ImageServiceAPI) -> None:
+    """Add MCP tools to ``server`` once the service is built (before serving).
+
+    ``service`` is the running image service, seen through its public
+    interface :class:`~mcp_imagegen.interfaces.ImageServiceAPI`.
+    """
 
 
 # -- events --------------------------------------------------------------------

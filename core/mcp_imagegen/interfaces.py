@@ -1,4 +1,4 @@
-"""The three component interfaces plugins implement.
+"""The three component interfaces plugins implement, and the service they may call.
 
 A component *type* is a class with a ``name``, a pydantic ``Settings`` model (its
 TOML table, validated with ``extra="forbid"``) and an async lifecycle. The core
@@ -9,10 +9,11 @@ server accepts requests and :meth:`Component.aclose` at shutdown.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar, Protocol, Self, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,6 +27,7 @@ from mcp_imagegen.models import (
     ProcessingContext,
     ProgressReporter,
     StoredImage,
+    ignore_progress,
 )
 
 
@@ -207,3 +209,92 @@ class PostProcessor(Component, abc.ABC):
         Raises:
             PostProcessingError: with a message naming the step.
         """
+
+
+@runtime_checkable
+class ImageServiceAPI(Protocol):
+    """The image service as the ``register_tools`` hook receives it.
+
+    Plugins add MCP tools that call these methods rather than components
+    directly, so that a plugin's images pass the same limits, slots,
+    post-processing, storage and ``image_stored`` listeners as the built-in
+    tools'. Image ids are checked; errors are the types of
+    :mod:`mcp_imagegen.errors`.
+    """
+
+    async def generate(
+        self,
+        request: GenerationRequest,
+        progress: ProgressReporter = ignore_progress,
+        *,
+        backend: str | None = None,
+        postprocess: Sequence[str] | None = None,
+        output_format: str | None = None,
+    ) -> list[ImageRecord]:
+        """Generate, post-process and store images; return their records.
+
+        Args:
+            request: What to generate; ``seed`` may be ``None`` (one is drawn).
+            progress: Receives backend progress.
+            backend: Instance name; ``None`` uses ``generation.backend``.
+            postprocess: Step names; ``None`` uses ``generation.postprocess``.
+            output_format: "png", "jpeg" or "webp"; ``None`` uses
+                ``generation.output_format`` (unset: keep the backend's format).
+        """
+        ...
+
+    async def generate_stored(
+        self,
+        request: GenerationRequest,
+        progress: ProgressReporter = ignore_progress,
+        *,
+        backend: str | None = None,
+        postprocess: Sequence[str] | None = None,
+        output_format: str | None = None,
+    ) -> list[StoredImage]:
+        """Like :meth:`generate`, returning the images with their bytes."""
+        ...
+
+    async def transform(
+        self,
+        image_id: str,
+        postprocess: Sequence[str],
+        output_format: str | None = None,
+    ) -> ImageRecord:
+        """Apply steps to a stored image; store the result as a new image.
+
+        The source is never changed; the new record names it in
+        ``source_image_id``.
+        """
+        ...
+
+    async def transform_stored(
+        self,
+        image_id: str,
+        postprocess: Sequence[str],
+        output_format: str | None = None,
+    ) -> StoredImage:
+        """Like :meth:`transform`, returning the new image with its bytes."""
+        ...
+
+    async def load(self, image_id: str) -> StoredImage:
+        """Return a stored image with its record."""
+        ...
+
+    async def get_record(self, image_id: str) -> ImageRecord:
+        """Return a stored image's record."""
+        ...
+
+    async def list_images(
+        self, limit: int = 20, cursor: str | None = None
+    ) -> ImagePage:
+        """List stored images, newest first (``limit`` 1 to 100)."""
+        ...
+
+    async def delete(self, image_id: str) -> None:
+        """Delete a stored image."""
+        ...
+
+    async def url_for(self, image_id: str) -> str:
+        """Return a link to a stored image."""
+        ...

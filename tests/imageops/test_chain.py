@@ -20,6 +20,7 @@ from mcp_imagegen import (
     ImageRecord,
     ValidationError,
 )
+from mcp_imagegen._app import build_service
 from mcp_imagegen._config import settings_from_dict
 from mcp_imagegen._plugins import load_plugins
 from mcp_imagegen._service import ImageService
@@ -50,7 +51,7 @@ async def service(tmp_path: Path) -> AsyncIterator[ImageService]:
     settings = settings_from_dict(
         config(tmp_path, generation={"postprocess": ["resize", "web", "metadata"]})
     )
-    async with ImageService.from_settings(settings) as running:
+    async with build_service(settings) as running:
         yield running
 
 
@@ -180,7 +181,7 @@ def test_invalid_step_configuration_fails_at_start_up(
     settings = settings_from_dict(config(tmp_path, postprocess=steps))
 
     with pytest.raises(ConfigurationError, match=message):
-        ImageService.from_settings(settings)
+        build_service(settings)
 
 
 def test_unknown_step_in_the_default_chain_fails_at_start_up(tmp_path: Path) -> None:
@@ -189,7 +190,7 @@ def test_unknown_step_in_the_default_chain_fails_at_start_up(tmp_path: Path) -> 
     )
 
     with pytest.raises(ConfigurationError, match="'thumbnail'"):
-        ImageService.from_settings(settings)
+        build_service(settings)
 
 
 async def test_production_configuration_in_the_docs_works(tmp_path: Path) -> None:
@@ -197,7 +198,7 @@ async def test_production_configuration_in_the_docs_works(tmp_path: Path) -> Non
     example = tomllib.loads(re.findall(r"```toml\n(.*?)```", docs, re.S)[0])
     settings = settings_from_dict(config(tmp_path, **example))
 
-    async with ImageService.from_settings(settings) as service:
+    async with build_service(settings) as service:
         record, decoded = await generate(service, width=1536, height=1024)
         _, branded = await generate(
             service, postprocess=["resize", "brand", "web", "metadata"]

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from mcp_imagegen._app import build_service
 from mcp_imagegen._config import settings_from_dict
 from mcp_imagegen._plugins import load_plugins
-from mcp_imagegen._service import ImageService
 from mcp_imagegen_s3 import S3Storage
 
 
@@ -45,7 +45,7 @@ def test_storage_backend_s3_and_a_bucket_build_an_s3_storage(
         {"storage": {"backend": "s3", "s3": {"bucket": "images", "prefix": "gen"}}}
     )
 
-    service = ImageService.from_settings(settings, load_plugins())
+    service = build_service(settings, load_plugins())
 
     assert isinstance(service.storage, S3Storage)
     assert service.storage.settings.prefix == "gen/"

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 
+from mcp_imagegen._app import build_service
 from mcp_imagegen._config import load_settings
 from mcp_imagegen._plugins import PluginManager
-from mcp_imagegen._service import ImageService
 from mcp_imagegen.errors import ConfigurationError, PluginError
 from tests.conftest import MCP_IMAGEGEN_BIN
 from tests.soak.conftest import FUZZ_EXAMPLES
@@ -28,7 +28,7 @@ from tests.soak.fuzzing import ENVIRONMENTS, config_files
 def load(path: Path | None, plugins: PluginManager) -> str | None:
     """Load and build; return what went wrong, or None if all is as promised."""
     try:
-        ImageService.from_settings(load_settings(path), plugins)
+        build_service(load_settings(path), plugins)
     except (ConfigurationError, PluginError) as exc:
         message = str(exc)
         if not message.strip() or "Traceback" in message:

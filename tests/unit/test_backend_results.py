@@ -14,9 +14,9 @@ from mcp_imagegen import (
     ProgressReporter,
     hookimpl,
 )
+from mcp_imagegen._app import build_service
 from mcp_imagegen._config import Settings
 from mcp_imagegen._plugins import PluginManager
-from mcp_imagegen._service import ImageService
 
 pytestmark = pytest.mark.anyio
 
@@ -45,7 +45,7 @@ async def test_backend_returning_fewer_images_than_asked_is_a_bad_response(
 ) -> None:
     plugin_manager.register(EmptyPlugin(), name="empty-test")
     settings = make_settings({"generation": {"backend": "empty", "postprocess": []}})
-    service = ImageService.from_settings(settings, plugin_manager)
+    service = build_service(settings, plugin_manager)
 
     async with service:
         with pytest.raises(

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mcp_imagegen import ConfigurationError
+from mcp_imagegen._app import build_service
 from mcp_imagegen._config import (
     Settings,
     find_config_file,
@@ -17,7 +18,6 @@ from mcp_imagegen._config import (
     settings_from_dict,
 )
 from mcp_imagegen._plugins import PluginManager
-from mcp_imagegen._service import ImageService
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
@@ -261,7 +261,7 @@ def test_unknown_key_in_a_component_table_is_an_error_naming_key_and_file(
     settings = load_settings(path)
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(settings, plugin_manager)
+        build_service(settings, plugin_manager)
 
     assert f"{key}: unknown setting" in str(caught.value)
     assert str(path) in str(caught.value)
@@ -301,7 +301,7 @@ def test_component_setting_of_wrong_type_from_env_names_the_env_var(
     settings = load_settings()
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(settings, plugin_manager)
+        build_service(settings, plugin_manager)
 
     message = str(caught.value)
     assert "backends.placeholder.delay_ms" in message
@@ -316,7 +316,7 @@ def test_unknown_backend_type_is_an_error_listing_the_available_types(
     settings = make_settings({"backends": {"sdxl": {"type": "kserv"}}})
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(settings, plugin_manager)
+        build_service(settings, plugin_manager)
 
     message = str(caught.value)
     assert "backends.sdxl.type: unknown backend type 'kserv'" in message
@@ -339,7 +339,7 @@ def test_unknown_component_in_the_file_is_an_error_naming_key_and_file(
     settings = load_settings(path)
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(settings, plugin_manager)
+        build_service(settings, plugin_manager)
 
     assert f"{key}: unknown" in str(caught.value)
     assert f"[{path}]" in str(caught.value)
@@ -351,7 +351,7 @@ def test_unknown_backend_type_from_env_names_the_env_var(
     monkeypatch.setenv("MCP_IMAGEGEN_BACKENDS__SDXL__TYPE", "kserv")
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(load_settings(), plugin_manager)
+        build_service(load_settings(), plugin_manager)
 
     assert "[environment variable MCP_IMAGEGEN_BACKENDS__SDXL__TYPE]" in str(
         caught.value
@@ -364,7 +364,7 @@ def test_unknown_storage_type_is_an_error_naming_storage_backend(
     settings = make_settings({"storage": {"backend": "ftp"}})
 
     with pytest.raises(ConfigurationError, match=r"storage\.backend: unknown storage"):
-        ImageService.from_settings(settings, plugin_manager)
+        build_service(settings, plugin_manager)
 
 
 def test_secret_values_never_appear_in_error_messages(
@@ -374,7 +374,7 @@ def test_secret_values_never_appear_in_error_messages(
     settings = load_settings()
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(settings, plugin_manager)
+        build_service(settings, plugin_manager)
 
     assert "backends.placeholder.token" in str(caught.value)
     assert "s3cr3t-value" not in str(caught.value)

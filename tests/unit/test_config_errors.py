@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from mcp_imagegen._app import build_service
 from mcp_imagegen._config import load_settings, settings_from_dict
-from mcp_imagegen._service import ImageService
 from mcp_imagegen.errors import ConfigurationError
 from tests.conftest import MCP_IMAGEGEN_BIN
 
@@ -196,7 +196,7 @@ def test_storage_table_of_an_unknown_type_is_an_error(isolated_env: Path) -> Non
     settings = load_settings(path)
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(settings)
+        build_service(settings)
 
     message = str(caught.value)
     assert "storage.s4" in message and "s3" in message and str(path) in message
@@ -208,7 +208,7 @@ def test_storage_table_of_a_registered_but_unselected_type_is_accepted(
     path = isolated_env / "c.toml"
     path.write_text('[storage]\nbackend = "file"\n[storage.s3]\nbucket = "later"\n')
 
-    service = ImageService.from_settings(load_settings(path))
+    service = build_service(load_settings(path))
 
     assert service.storage.name == "file"
 
@@ -224,7 +224,7 @@ def test_unknown_default_backend_from_env_names_generation_backend_and_the_var(
     monkeypatch.setenv("MCP_IMAGEGEN_GENERATION__BACKEND", "foo")
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(load_settings(path))
+        build_service(load_settings(path))
 
     message = str(caught.value)
     assert message.startswith("generation.backend")
@@ -253,7 +253,7 @@ def test_unknown_default_storage_type_not_in_the_file_blames_the_defaults_or_env
     monkeypatch.setenv("MCP_IMAGEGEN_STORAGE__BACKEND", "s4")
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(load_settings(path))
+        build_service(load_settings(path))
 
     message = str(caught.value)
     assert "MCP_IMAGEGEN_STORAGE__BACKEND" in message
@@ -264,7 +264,7 @@ def test_cli_flag_is_named_as_the_source(isolated_env: Path) -> None:
     settings = load_settings(overrides={"generation": {"backend": "nope"}})
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(settings)
+        build_service(settings)
 
     assert "command line" in str(caught.value)
 
@@ -277,7 +277,7 @@ def test_table_level_error_from_one_env_var_names_the_table_and_the_var(
     monkeypatch.setenv("MCP_IMAGEGEN_STORAGE__S3__ACCESS_KEY_ID", "AKIAEXAMPLE")
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(load_settings(path))
+        build_service(load_settings(path))
 
     message = str(caught.value)
     assert "storage.s3.:" not in message
@@ -293,7 +293,7 @@ def test_missing_required_setting_says_where_to_set_it(
     monkeypatch.setenv("MCP_IMAGEGEN_STORAGE__BACKEND", "s3")
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(load_settings())
+        build_service(load_settings())
 
     message = str(caught.value)
     assert "storage.s3.bucket: Field required" in message

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import structlog
 
+from mcp_imagegen._app import build_service
 from mcp_imagegen._config import load_settings, redact_url_text
 from mcp_imagegen._logs import configure_logging
-from mcp_imagegen._service import ImageService
 from mcp_imagegen.errors import ConfigurationError
 from tests.conftest import MCP_IMAGEGEN_BIN
 
@@ -108,7 +108,7 @@ def test_kserve_url_with_credentials_is_refused_without_echoing_them(
     )
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(load_settings(path))
+        build_service(load_settings(path))
 
     message = str(caught.value)
     assert "backends.sdxl.url" in message and "credentials" in message
@@ -125,7 +125,7 @@ def test_kserve_url_with_a_token_query_is_refused_without_echoing_it(
     )
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(load_settings(path))
+        build_service(load_settings(path))
 
     message = str(caught.value)
     assert "backends.sdxl.url" in message
@@ -144,7 +144,7 @@ def test_s3_endpoint_with_credentials_is_refused_without_echoing_them(
     )
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(load_settings(path))
+        build_service(load_settings(path))
 
     message = str(caught.value)
     assert "storage.s3" in message and "credentials" in message

@@ -30,10 +30,10 @@ from mcp_imagegen import (
     new_image_id,
     validate_image_id,
 )
+from mcp_imagegen._app import build_service
 from mcp_imagegen._config import Settings
 from mcp_imagegen._plugins import PluginManager
 from mcp_imagegen._server import build_mcp_server
-from mcp_imagegen._service import ImageService
 from mcp_imagegen_file import storage as storage_module
 from mcp_imagegen_file.storage import FileStorage, FileStorageSettings
 from tests.conftest import BAD_IMAGE_IDS, make_record, png_bytes
@@ -121,7 +121,7 @@ def test_relative_directory_in_config_is_an_error_naming_the_key(
     with pytest.raises(
         ConfigurationError, match=r"storage\.file\.directory: .*absolute"
     ):
-        ImageService.from_settings(settings, plugin_manager)
+        build_service(settings, plugin_manager)
 
 
 async def test_start_creates_the_directory(tmp_path: Path) -> None:
@@ -155,7 +155,7 @@ async def test_unwritable_directory_fails_service_start_up(
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     settings = make_settings({"storage": {"file": {"directory": str(blocker / "x")}}})
-    service = ImageService.from_settings(settings, plugin_manager)
+    service = build_service(settings, plugin_manager)
 
     with pytest.raises(StorageError, match="not writable"):
         async with service:
@@ -484,7 +484,7 @@ async def test_list_images_tool_survives_a_delete_of_an_image_it_just_listed(
     plugin_manager: PluginManager,
     image_dir: Path,
 ) -> None:
-    service = ImageService.from_settings(make_settings(), plugin_manager)
+    service = build_service(make_settings(), plugin_manager)
     service.storage = DeletesAfterListing(FileStorageSettings(directory=image_dir))
     server = build_mcp_server(service)
     async with mcp.Client(server) as client:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import inspect
 import io
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -23,6 +26,7 @@ from mcp_imagegen import (
     Health,
     ImageNotFoundError,
     ImageRecord,
+    ImageServiceAPI,
     PostProcessingError,
     PostProcessor,
     ProcessingContext,
@@ -30,6 +34,7 @@ from mcp_imagegen import (
     hookimpl,
     new_image_id,
 )
+from mcp_imagegen._app import build_service, create_server, effective_configuration
 from mcp_imagegen._config import Settings
 from mcp_imagegen._plugins import PluginManager
 from mcp_imagegen._service import ImageService
@@ -103,10 +108,10 @@ def plugins(plugin_manager: PluginManager) -> PluginManager:
 def build(
     make_settings: Callable[..., Settings], plugins: PluginManager
 ) -> Callable[..., ImageService]:
-    def build_service(data: dict[str, Any] | None = None) -> ImageService:
-        return ImageService.from_settings(make_settings(data), plugins)
+    def build_one(data: dict[str, Any] | None = None) -> ImageService:
+        return build_service(make_settings(data), plugins)
 
-    return build_service
+    return build_one
 
 
 def small(**fields: Any) -> GenerationRequest:
@@ -380,7 +385,7 @@ async def test_step_type_with_required_settings_does_not_break_start_up(
         {"postprocess": {"caption": {"type": "needs_text", "text": "C"}}}
     )
 
-    async with ImageService.from_settings(settings, plugins) as service:
+    async with build_service(settings, plugins) as service:
         [record] = await service.generate(small(), postprocess=["caption"])
         with pytest.raises(ValidationError, match="'needs_text'"):
             await service.generate(small(), postprocess=["needs_text"])
@@ -561,7 +566,7 @@ async def test_unexpected_retention_failure_is_logged_and_the_service_keeps_serv
             }
         }
     )
-    service = ImageService.from_settings(settings, plugins)
+    service = build_service(settings, plugins)
     assert isinstance(service.storage, _ExplodingRetentionStorage)
 
     with capture_logs() as logs, anyio.fail_after(30):
@@ -662,7 +667,7 @@ def _recording_service(
             }
         }
     )
-    return ImageService.from_settings(settings, plugins)
+    return build_service(settings, plugins)
 
 
 async def test_retention_task_sweeps_orphans_even_without_max_age(
@@ -731,7 +736,7 @@ async def test_backend_whose_health_check_crashes_is_reported_unavailable(
     plugins.register(Plugin(), name="broken-health")
     settings = make_settings({"backends": {"broken": {"type": "broken_health"}}})
     with capture_logs() as logs:
-        async with ImageService.from_settings(settings, plugins) as service:
+        async with build_service(settings, plugins) as service:
             infos = {info.name: info for info in await service.describe_backends()}
 
     [crash] = [e for e in logs if e["event"] == "health_check_crashed"]
@@ -821,7 +826,7 @@ def wide(
 
     plugins.register(Plugin(), name="wide-backend")
 
-    def build_service(data: dict[str, Any] | None = None) -> ImageService:
+    def build_one(data: dict[str, Any] | None = None) -> ImageService:
         base = {
             "backends": {"wide": {}},
             "generation": {"backend": "wide", "postprocess": []},
@@ -830,11 +835,9 @@ def wide(
                 "huge": {"type": "resize", "width": 16384, "upscale": True}
             },
         }
-        return ImageService.from_settings(
-            make_settings({**base, **(data or {})}), plugins
-        )
+        return build_service(make_settings({**base, **(data or {})}), plugins)
 
-    return build_service
+    return build_one
 
 
 @pytest.mark.parametrize(
@@ -882,8 +885,100 @@ def test_effective_configuration_shows_every_retention_setting(
 ) -> None:
     service = build({"storage": {"orphan_grace": "PT2H", "max_age": "P1D"}})
 
-    storage = service.effective_configuration()["storage"]
+    storage = effective_configuration(service)["storage"]
 
     assert storage["orphan_grace"] == "PT2H"
     assert storage["max_age"] == "P1D"
     assert "cleanup_interval" in storage
+
+
+# -- structure: one composition root, public types in the hooks ---------------------
+
+
+def _module_files(module: str) -> list[Path]:
+    """The source files of ``module``: its file, or every file of its package."""
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin is not None
+    origin = Path(spec.origin)
+    if spec.submodule_search_locations:
+        return sorted(origin.parent.rglob("*.py"))
+    return [origin]
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+    )
+
+
+def _imported_modules(path: Path, *, runtime_only: bool) -> set[str]:
+    """Modules ``path`` imports (absolute ``from`` imports and plain imports)."""
+    skipped: set[int] = set()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    if runtime_only:
+        for block in filter(_is_type_checking_block, ast.walk(tree)):
+            skipped.update(id(node) for node in ast.walk(block))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_the_service_loads_neither_configuration_nor_plugins() -> None:
+    # The composition root (_app) builds the service; the service may name the
+    # settings models in type hints only.
+    for path in _module_files("mcp_imagegen._service"):
+        imported = _imported_modules(path, runtime_only=True)
+        assert not imported & {"mcp_imagegen._config", "mcp_imagegen._plugins"}, path
+
+
+def test_hook_specifications_name_only_public_modules() -> None:
+    [path] = _module_files("mcp_imagegen.hookspecs")
+
+    internal = {
+        name
+        for name in _imported_modules(path, runtime_only=False)
+        if name.startswith("mcp_imagegen._")
+    }
+
+    assert internal == set()
+
+
+@pytest.mark.parametrize(
+    "member",
+    sorted(name for name in vars(ImageServiceAPI) if not name.startswith("_")),
+)
+def test_the_service_keeps_every_member_of_its_public_interface(member: str) -> None:
+    public = inspect.signature(getattr(ImageServiceAPI, member))
+    actual = inspect.signature(getattr(ImageService, member))
+
+    assert actual == public
+
+
+async def test_register_tools_hook_gets_a_service_with_the_public_interface(
+    make_settings: Callable[..., Settings], plugins: PluginManager
+) -> None:
+    received: list[object] = []
+
+    class Tools:
+        @hookimpl
+        def register_tools(self, server: Any, service: ImageServiceAPI) -> None:
+            received.append(service)
+
+    plugins.register(Tools(), name="tools")
+    create_server(make_settings(), plugins)
+
+    [service] = received
+    assert isinstance(service, ImageServiceAPI)
+    async with service:  # type: ignore[attr-defined]
+        [record] = await service.generate(small())
+        stored = await service.load(record.id)
+    assert stored.record.id == record.id
+    assert stored.record.sha256 == record.sha256

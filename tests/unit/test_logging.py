@@ -12,10 +12,10 @@ import structlog
 from structlog.testing import capture_logs
 
 from mcp_imagegen import GenerationRequest
+from mcp_imagegen._app import build_service
 from mcp_imagegen._config import LoggingSettings, Settings
 from mcp_imagegen._logs import REDACTED, configure_logging, redact_secrets
 from mcp_imagegen._plugins import PluginManager
-from mcp_imagegen._service import ImageService
 
 pytestmark = pytest.mark.anyio
 
@@ -83,7 +83,7 @@ async def test_image_generated_event_has_ids_and_durations_and_prompt_only_if_en
     settings = make_settings({"logging": {"log_prompts": log_prompts}})
 
     with capture_logs() as logs:
-        async with ImageService.from_settings(settings, plugin_manager) as service:
+        async with build_service(settings, plugin_manager) as service:
             [record] = await service.generate(
                 GenerationRequest(prompt="a private prompt", width=64, height=64)
             )

@@ -25,6 +25,7 @@ from mcp_imagegen import (
     hookimpl,
 )
 from mcp_imagegen import _plugins as plugins_module
+from mcp_imagegen._app import build_service
 from mcp_imagegen._config import Settings
 from mcp_imagegen._plugins import DISABLE_ENV_VAR, PluginManager, load_plugins
 from mcp_imagegen._service import ImageService
@@ -124,7 +125,7 @@ async def test_example_border_step_configured_from_toml_table_frames_the_image(
         }
     )
 
-    async with ImageService.from_settings(settings, plugin_manager) as service:
+    async with build_service(settings, plugin_manager) as service:
         [record] = await service.generate(
             GenerationRequest(prompt="a framed cat", width=64, height=72)
         )
@@ -144,7 +145,7 @@ def test_example_border_step_rejects_an_unknown_option_naming_the_key(
     settings = make_settings({"postprocess": {"frame": {"type": "border", "size": 3}}})
 
     with pytest.raises(ConfigurationError, match=r"postprocess\.frame\.size"):
-        ImageService.from_settings(settings, plugin_manager)
+        build_service(settings, plugin_manager)
 
 
 # -- disabling -------------------------------------------------------------------
@@ -186,7 +187,7 @@ def test_config_needing_a_disabled_plugin_fails_naming_the_disabled_plugin(
     )
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(settings)
+        build_service(settings)
 
     assert "postprocess.frame.type" in str(caught.value)
     assert "Disabled plugins: border" in str(caught.value)
@@ -279,7 +280,7 @@ def test_broken_entry_point_does_not_stop_a_config_that_does_not_need_it(
 ) -> None:
     manager = load_plugins()
 
-    service = ImageService.from_settings(make_settings(), manager)
+    service = build_service(make_settings(), manager)
 
     assert set(service.backends) == {"placeholder"}
 
@@ -291,7 +292,7 @@ def test_config_needing_a_type_a_broken_plugin_may_provide_fails_naming_it(
     settings = make_settings({"backends": {"fancy": {"type": "broken"}}})
 
     with pytest.raises(ConfigurationError) as caught:
-        ImageService.from_settings(settings, manager)
+        build_service(settings, manager)
 
     message = str(caught.value)
     assert "backends.fancy.type" in message
@@ -341,7 +342,7 @@ def test_inline_plugin_settings_table_is_validated_by_its_own_model(
         {"backends": {"deep": {"type": "configurable", "depth": 7}}}
     )
 
-    service = ImageService.from_settings(settings, plugin_manager)
+    service = build_service(settings, plugin_manager)
 
     backend = service.backends["deep"]
     assert isinstance(backend, Configurable)
@@ -361,7 +362,7 @@ async def test_image_stored_listener_is_called_once_per_stored_image(
     listener = LISTENERS[mode]()
     plugin_manager.register(listener, name="listener")
 
-    async with ImageService.from_settings(make_settings(), plugin_manager) as service:
+    async with build_service(make_settings(), plugin_manager) as service:
         records = await service.generate(
             GenerationRequest(prompt="two cats", width=64, height=64, num_images=2)
         )
@@ -381,9 +382,7 @@ async def test_failing_image_stored_listener_does_not_fail_the_request(
     plugin_manager.register(healthy, name="healthy-listener")
 
     with capture_logs() as logs:
-        async with ImageService.from_settings(
-            make_settings(), plugin_manager
-        ) as service:
+        async with build_service(make_settings(), plugin_manager) as service:
             [record] = await service.generate(
                 GenerationRequest(prompt="a cat", width=64, height=64)
             )
@@ -409,7 +408,7 @@ async def test_image_stored_listener_may_take_no_arguments_like_any_pluggy_hook(
 
     plugin_manager.register(CacheBuster(), name="cache-buster")
 
-    async with ImageService.from_settings(make_settings(), plugin_manager) as service:
+    async with build_service(make_settings(), plugin_manager) as service:
         await service.generate(GenerationRequest(prompt="a cat", width=64, height=64))
 
     assert calls == ["called"]
