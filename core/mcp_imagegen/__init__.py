@@ -1,8 +1,19 @@
 """mcp-imagegen: an MCP server that turns text prompts into images.
 
-This module is the public API for plugin authors. Plugins import only from here
-(and from :mod:`mcp_imagegen.imaging` and :mod:`mcp_imagegen.testing`), never from
-other plugins or core internals.
+This module is the package face: the public API for plugin authors. A plugin
+imports only the public modules, never another plugin:
+
+* :mod:`mcp_imagegen` -- this face, re-exporting what plugins need;
+* :mod:`mcp_imagegen.errors` -- :class:`MCPImageError` and its subclasses;
+* :mod:`mcp_imagegen.hookspecs` -- ``hookimpl`` and the hook specifications;
+* :mod:`mcp_imagegen.interfaces` -- the component interfaces;
+* :mod:`mcp_imagegen.models` -- requests, images, records, progress;
+* :mod:`mcp_imagegen.imaging` -- guarded image decode, encode and preview;
+* :mod:`mcp_imagegen.testing` -- contract suites for a plugin's own tests.
+
+Every module whose name starts with an underscore (``mcp_imagegen._config``,
+``mcp_imagegen._service``, ...) is internal and may change in any release.
+``tests/test_architecture.py`` checks that the built-in plugins keep to this.
 """
 
 from mcp_imagegen._config import redact_url_text

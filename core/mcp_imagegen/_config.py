@@ -18,7 +18,7 @@ import tomllib
 from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import platformdirs
 import pydantic
@@ -213,6 +213,9 @@ class Settings(BaseSettings):
         """The TOML file this configuration was read from, if any."""
         return self._config_file
 
+    # False for settings_from_dict, whose settings come from its mapping alone.
+    _reads_environment: ClassVar[bool] = True
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -222,7 +225,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        """Keyword arguments, then the environment, then the TOML file if any."""
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings,)
+        if cls._reads_environment:
+            sources += (env_settings,)
         if settings_cls.model_config.get("toml_file"):
             sources += (TomlConfigSettingsSource(settings_cls),)
         return sources
@@ -482,26 +488,20 @@ def _check_env_names() -> None:
         )
 
 
+class _IsolatedSettings(Settings):
+    """Settings read from keyword arguments only: no environment, no file."""
+
+    _reads_environment = False
+
+
 def settings_from_dict(data: Mapping[str, Any]) -> Settings:
     """Build settings from a mapping shaped like the TOML file, ignoring env and files.
 
     Meant for tests and for embedding mcp-imagegen in another program.
     """
 
-    class _Isolated(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings,)
-
     try:
-        settings = _Isolated(**dict(data))
+        settings = _IsolatedSettings(**dict(data))
     except pydantic.ValidationError as exc:
         raise ConfigurationError(
             format_validation_error(exc, lambda key: "the given settings")

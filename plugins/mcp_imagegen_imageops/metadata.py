@@ -33,7 +33,7 @@ from mcp_imagegen import (
     PostProcessingError,
     ProcessingContext,
 )
-from mcp_imagegen.imaging import open_image
+from mcp_imagegen.imaging import verify_image
 from mcp_imagegen_imageops.containers import (
     EmbeddedMetadata,
     TextChunk,
@@ -94,7 +94,7 @@ class MetadataStep(ImageOpsStep):
         self, image: GeneratedImage, context: ProcessingContext
     ) -> GeneratedImage:
         """Write the recipe of ``image`` into its file (:class:`MetadataSettings`)."""
-        decoded = open_image(image.data)  # proves the input is a whole image
+        decoded = verify_image(image.data)  # a whole image? (pixels not needed)
         image = verified(image, decoded)
         if image.mime_type not in WRITABLE_MIME_TYPES:
             log.warning(
@@ -160,7 +160,7 @@ class StripMetadataStep(ImageOpsStep):
         self, image: GeneratedImage, context: ProcessingContext
     ) -> GeneratedImage:
         """Return ``image`` without its metadata blocks."""
-        image = verified(image, open_image(image.data))  # a whole image?
+        image = verified(image, verify_image(image.data))  # a whole image?
         if image.mime_type not in WRITABLE_MIME_TYPES:
             raise PostProcessingError(
                 f"{self.describe()} cannot strip metadata from {image.mime_type} "
