@@ -12,6 +12,7 @@ from mcp_imagegen._ids import (
     new_image_id,
     validate_image_id,
 )
+from mcp_imagegen._storagekit import ExtensionCache, decode_cursor, encode_cursor
 from mcp_imagegen.errors import (
     BackendError,
     BackendNotReadyError,
@@ -69,6 +70,7 @@ __all__ = [
     "ComponentSettings",
     "ConfigurationError",
     "Durations",
+    "ExtensionCache",
     "GeneratedImage",
     "GenerationRequest",
     "Health",
@@ -88,6 +90,8 @@ __all__ = [
     "StoredImage",
     "ValidationError",
     "__version__",
+    "decode_cursor",
+    "encode_cursor",
     "hookimpl",
     "ignore_progress",
     "image_id_time",
