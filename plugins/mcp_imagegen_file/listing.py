@@ -38,14 +38,9 @@ class FileListing(FileIO):
     """Lists records newest first and walks the shards in either direction."""
 
     async def _listdir(self, directory: Path) -> list[str]:
-        try:
-            return await aiofiles.os.listdir(directory)
-        except FileNotFoundError:
-            return []  # a shard removed meanwhile
-        except OSError as exc:
-            raise StorageError(
-                f"Could not list {directory}: {exc.strerror or exc}."
-            ) from None
+        """:meth:`_names` in a worker thread."""
+        names: list[str] = await aiofiles.os.wrap(self._names)(directory)
+        return names
 
     async def _subdirs(self, directory: Path, pattern: re.Pattern[str]) -> list[str]:
         """Names of shard folders in ``directory``, sorted oldest first."""
