@@ -12,7 +12,12 @@ from mcp_imagegen._ids import (
     new_image_id,
     validate_image_id,
 )
-from mcp_imagegen._storagekit import ExtensionCache, decode_cursor, encode_cursor
+from mcp_imagegen._storagekit import (
+    ExtensionCache,
+    decode_cursor,
+    encode_cursor,
+    id_stamp,
+)
 from mcp_imagegen.errors import (
     BackendError,
     BackendNotReadyError,
@@ -93,6 +98,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "hookimpl",
+    "id_stamp",
     "ignore_progress",
     "image_id_time",
     "new_image_id",

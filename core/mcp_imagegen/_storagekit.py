@@ -1,4 +1,4 @@
-"""Helpers every storage needs: listing cursors and a bounded extension cache.
+"""Helpers every storage needs: id stamps, listing cursors, an extension cache.
 
 Re-exported from the package face (:mod:`mcp_imagegen`); plugins import them from
 there, never from this module.
@@ -10,10 +10,29 @@ import base64
 import binascii
 from collections import OrderedDict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from mcp_imagegen._ids import validate_image_id
 from mcp_imagegen.errors import ValidationError
 from mcp_imagegen.models import ImageRecord
+
+
+def id_stamp(moment: datetime) -> str:
+    """The time part of the ids of images created at ``moment``.
+
+    Ids compare as strings in creation order, so a storage bounds a range of ids
+    (a listing window, the expired part of a retention sweep) by stamps: every id
+    of an image created before ``moment``'s millisecond sorts below its stamp.
+
+    Args:
+        moment: A time; a naive one is taken as UTC.
+
+    Returns:
+        ``YYYYMMDDTHHMMSSmmm`` in UTC, e.g. ``20261126T034442123``.
+    """
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y%m%dT%H%M%S") + f"{moment.microsecond // 1000:03d}"
 
 
 def encode_cursor(last_id: str, *, tag: str = "") -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiofiles.os
 
-from mcp_imagegen import ImageNotFoundError, StorageError, image_id_time
+from mcp_imagegen import ImageNotFoundError, StorageError, id_stamp, image_id_time
 from mcp_imagegen_file.layout import (
     DAY_RE,
     HOUR_RE,
@@ -32,9 +32,7 @@ _SHARD_SPAN = timedelta(hours=1)
 
 def _id_floor(moment: datetime) -> str:
     """The smallest id of ``moment``'s millisecond (ids compare as strings)."""
-    moment = moment.astimezone(UTC)
-    stamp = moment.strftime("%Y%m%dT%H%M%S") + f"{moment.microsecond // 1000:03d}"
-    return f"{stamp}-{'0' * 12}"
+    return f"{id_stamp(moment)}-{'0' * 12}"
 
 
 def _is_orphan_candidate(name: str, names: set[str]) -> bool:

@@ -18,6 +18,7 @@ from mcp_imagegen import (
     ValidationError,
     decode_cursor,
     encode_cursor,
+    id_stamp,
     image_id_time,
 )
 from mcp_imagegen_s3.base import RECORD_EXTENSION, log
@@ -28,13 +29,6 @@ _CURSOR_TAG = "s3:"
 #: First listing window before a cursor; each further window is four times wider.
 _FIRST_WINDOW = timedelta(minutes=15)
 _WINDOW_GROWTH = 4
-
-
-def _stamp(moment: datetime) -> str:
-    """The id prefix of an image created at ``moment`` (ids compare as strings)."""
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y%m%dT%H%M%S") + f"{moment.microsecond // 1000:03d}"
 
 
 def _orphan_keys(
@@ -114,7 +108,7 @@ class S3Listing(S3Objects):
         except OverflowError:
             return None
         # Ids carry four-digit years; anything older is listed from the start.
-        return None if start.year < 1000 else self._prefix + _stamp(start)
+        return None if start.year < 1000 else self._prefix + id_stamp(start)
 
     async def delete_expired(self, older_than: datetime) -> int:
         """Delete every image whose id says it was created before ``older_than``.
@@ -131,7 +125,7 @@ class S3Listing(S3Objects):
         # Ids hold milliseconds: an id is older than ``older_than`` exactly when its
         # stamp is below ``older_than`` rounded up to the next millisecond.
         rounded_up = older_than + timedelta(microseconds=-older_than.microsecond % 1000)
-        stop_at = self._prefix + _stamp(rounded_up)
+        stop_at = self._prefix + id_stamp(rounded_up)
         deleted = 0
         async for page in self._keys(stop_at=stop_at):
             records: list[str] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -11,6 +12,8 @@ from mcp_imagegen import (
     ValidationError,
     decode_cursor,
     encode_cursor,
+    id_stamp,
+    image_id_time,
     new_image_id,
 )
 from mcp_imagegen.testing import make_record
@@ -70,3 +73,22 @@ def test_extension_cache_forgets_deleted_ids() -> None:
 
     assert cache.get(record.id) is None
     assert len(cache) == 0
+
+
+def test_an_id_stamp_is_the_time_part_of_the_ids_of_that_moment() -> None:
+    moment = datetime(2026, 11, 26, 3, 44, 42, 123456, tzinfo=UTC)
+    image_id = new_image_id(moment)
+
+    assert id_stamp(moment) == "20261126T034442123"
+    assert image_id.startswith(id_stamp(moment))
+    assert image_id_time(image_id) == moment.replace(microsecond=123000)
+    # Ids of the next millisecond sort above the stamp; a range bound holds.
+    assert new_image_id(moment + timedelta(milliseconds=1)) > id_stamp(moment)
+
+
+def test_an_id_stamp_is_in_utc() -> None:
+    utc = datetime(2026, 1, 1, 0, 30, tzinfo=UTC)
+    elsewhere = utc.astimezone(timezone(timedelta(hours=5)))
+
+    assert id_stamp(elsewhere) == id_stamp(utc) == "20260101T003000000"
+    assert id_stamp(utc.replace(tzinfo=None)) == id_stamp(utc)  # naive is UTC
