@@ -23,6 +23,12 @@ from mcp_imagegen._ids import (
     new_image_id,
     validate_image_id,
 )
+from mcp_imagegen._storagekit import (
+    ExtensionCache,
+    decode_cursor,
+    encode_cursor,
+    id_stamp,
+)
 from mcp_imagegen.errors import (
     BackendError,
     BackendNotReadyError,
@@ -81,6 +87,7 @@ __all__ = [
     "ComponentSettings",
     "ConfigurationError",
     "Durations",
+    "ExtensionCache",
     "GeneratedImage",
     "GenerationRequest",
     "Health",
@@ -101,7 +108,10 @@ __all__ = [
     "StoredImage",
     "ValidationError",
     "__version__",
+    "decode_cursor",
+    "encode_cursor",
     "hookimpl",
+    "id_stamp",
     "ignore_progress",
     "image_id_time",
     "new_image_id",

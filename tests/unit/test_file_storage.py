@@ -34,7 +34,6 @@ from mcp_imagegen._app import build_service
 from mcp_imagegen._config import Settings
 from mcp_imagegen._plugins import PluginManager
 from mcp_imagegen._server import build_mcp_server
-from mcp_imagegen_file import storage as storage_module
 from mcp_imagegen_file.storage import FileStorage, FileStorageSettings
 from tests.conftest import BAD_IMAGE_IDS, make_record, png_bytes
 
@@ -240,8 +239,8 @@ def fail_writes_into(
                 raise OSError(errno.EIO, os.strerror(errno.EIO))
             real_fsync(fd)
 
-        monkeypatch.setattr(storage_module.os, "write", write)
-        monkeypatch.setattr(storage_module.os, "fsync", fsync)
+        monkeypatch.setattr(os, "write", write)
+        monkeypatch.setattr(os, "fsync", fsync)
 
     return install
 
@@ -737,7 +736,7 @@ async def test_start_up_removes_leftovers_older_than_an_hour(image_dir: Path) ->
 async def test_extension_cache_stays_bounded_however_many_images_pass(
     storage: FileStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage_module, "_EXTENSION_CACHE_SIZE", 8)
+    monkeypatch.setattr(storage._extensions, "maxsize", 8)
     records = [(await save_new(storage))[0] for _ in range(30)]
     for record in records:
         await storage.get_record(record.id)

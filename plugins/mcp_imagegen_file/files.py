@@ -1,0 +1,140 @@
+"""The file storage's I/O: atomic writes, reads and deletes of one image.
+
+Every file is written to a hidden temporary name, fsynced and renamed, so no
+reader ever sees a partial file. The record is written last and removed first,
+so it is the marker that an image exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+import aiofiles
+import aiofiles.os
+import anyio
+
+from mcp_imagegen import (
+    ImageNotFoundError,
+    ImageRecord,
+    StorageError,
+    StoredImage,
+    validate_image_id,
+)
+from mcp_imagegen_file.layout import TEMP_PREFIX, FileLayout
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary name beside ``path``, fsync, rename."""
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}-{secrets.token_hex(4)}")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+
+
+class FileIO(FileLayout):
+    """Saves, reads and deletes one image and its record."""
+
+    async def save(self, record: ImageRecord, data: bytes) -> None:
+        """Write the image, then its record, each atomically."""
+        validate_image_id(record.id)
+        # One executor call writes both files (no hop per write, flush, fsync and
+        # rename), shielded like a thread call: a cancelled caller never leaves a
+        # save half done, and the extension is remembered once it is complete.
+        with anyio.CancelScope(shield=True):
+            await aiofiles.os.wrap(self._save_sync)(record, data)
+        self._extensions.remember(record)
+
+    def _save_sync(self, record: ImageRecord, data: bytes) -> None:
+        image_path = self._image_path(record.id, record.extension)
+        record_path = self._record_path(record.id)
+        if record_path.exists():
+            raise StorageError(f"An image with id '{record.id}' already exists.")
+        try:
+            # A sweep removes empty shards of past hours; a save into one (an
+            # imported id) recreates it if the sweep raced it.
+            for attempt in range(3):
+                image_path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    write_atomic(image_path, data)
+                    break
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
+            write_atomic(record_path, record.model_dump_json(indent=2).encode())
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                image_path.unlink()
+            raise StorageError(
+                f"Could not save image '{record.id}' in {self.directory}: "
+                f"{exc.strerror or exc}."
+            ) from None
+
+    async def delete(self, image_id: str) -> None:
+        """Remove the record (the image disappears at once), then the image."""
+        record = await self.get_record(image_id)
+        self._extensions.forget(record.id)
+        try:
+            await aiofiles.os.unlink(self._record_path(record.id))
+        except FileNotFoundError:
+            raise ImageNotFoundError(record.id) from None
+        except OSError as exc:
+            raise StorageError(
+                f"Could not delete image '{record.id}': {exc.strerror or exc}."
+            ) from None
+        finally:
+            # A listing reading this record meanwhile may have remembered it again.
+            self._extensions.forget(record.id)
+        with contextlib.suppress(FileNotFoundError):
+            await aiofiles.os.unlink(self._image_path(record.id, record.extension))
+
+    async def get_record(self, image_id: str) -> ImageRecord:
+        """Read and parse the record ``<id>.json``."""
+        raw = await self._read(self._record_path(image_id), image_id)
+        try:
+            record = ImageRecord.model_validate_json(raw)
+        except ValueError:
+            raise StorageError(
+                f"The metadata of image '{image_id}' is corrupt."
+            ) from None
+        self._extensions.remember(record)
+        return record
+
+    async def _read(self, path: Path, image_id: str, limit: int = -1) -> bytes:
+        """Read a file (up to ``limit`` bytes), naming the image in errors."""
+        try:
+            async with aiofiles.open(path, "rb") as handle:
+                return await handle.read(limit)
+        except FileNotFoundError:
+            raise ImageNotFoundError(image_id) from None
+        except OSError as exc:
+            raise StorageError(
+                f"Could not read image '{image_id}': {exc.strerror or exc}."
+            ) from None
+
+    async def load(self, image_id: str) -> StoredImage:
+        """Read the record and the image bytes."""
+        record = await self.get_record(image_id)
+        limit = self.settings.max_load_bytes
+        path = self._image_path(record.id, record.extension)
+        data = await self._read(path, record.id, limit + 1)
+        if len(data) > limit:
+            raise StorageError(
+                f"Image '{record.id}' is larger than storage.file.max_load_bytes "
+                f"({limit} bytes)."
+            )
+        return StoredImage(record=record, data=data)
