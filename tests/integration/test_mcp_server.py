@@ -464,6 +464,38 @@ async def test_resources_list_is_paginated_over_stored_images(
     assert {r.mime_type for r in first.resources} == {"image/png"}
 
 
+async def test_static_resources_are_listed_on_the_first_page_only(
+    make_settings: Callable[..., Settings],
+    plugin_manager: PluginManager,
+    image_dir: Path,
+) -> None:
+    class StaticResource:
+        @hookimpl
+        def register_tools(self, server: Any, service: Any) -> None:
+            @server.resource("about://imagegen", name="about", mime_type="text/plain")
+            def about() -> str:
+                return "about this server"
+
+    plugin_manager.register(StaticResource(), name="static-resource")
+    async with FileStorage(FileStorageSettings(directory=image_dir)) as storage:
+        data = png_bytes()
+        for _ in range(55):
+            await storage.save(make_record(data), data)
+
+    async with mcp.Client(create_server(make_settings(), plugin_manager)) as client:
+        first = await client.list_resources(cache_mode="bypass")
+        second = await client.list_resources(
+            cursor=first.next_cursor, cache_mode="bypass"
+        )
+
+    first_uris = [str(r.uri) for r in first.resources]
+    second_uris = [str(r.uri) for r in second.resources]
+    assert first_uris.count("about://imagegen") == 1
+    assert "about://imagegen" not in second_uris
+    assert len(second_uris) == 5
+    assert all(uri.startswith("image://") for uri in second_uris)
+
+
 async def test_resources_list_with_an_invalid_cursor_is_an_error(
     connect: Callable[..., mcp.Client],
 ) -> None:

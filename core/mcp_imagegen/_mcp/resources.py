@@ -97,7 +97,11 @@ async def list_page(
     ctx: ServerRequestContext[ImageService, Any],
     params: PaginatedRequestParams,
 ) -> ListResourcesResult:
-    """One ``resources/list`` page: ``static`` resources, then stored images."""
+    """One ``resources/list`` page: stored images, after ``static`` on the first.
+
+    Static (registered) resources open the first page only: repeating them on
+    every page would list them once per page to a client that pages through.
+    """
     try:
         page = await ctx.lifespan_context.list_images(
             RESOURCES_PAGE_SIZE, params.cursor
@@ -108,7 +112,7 @@ async def list_page(
         # error ourselves: a bad cursor is the caller's mistake.
         code = INVALID_PARAMS if isinstance(exc, ValidationError) else INTERNAL_ERROR
         raise MCPError(code=code, message=str(exc)) from None
-    first = [*static]
+    first = [*static] if params.cursor is None else []
     return ListResourcesResult(
         resources=[*first, *(_listed(record) for record in page.items)],
         next_cursor=page.next_cursor,
