@@ -496,6 +496,21 @@ async def test_static_resources_are_listed_on_the_first_page_only(
     assert all(uri.startswith("image://") for uri in second_uris)
 
 
+async def test_image_template_claims_no_single_mime_type(
+    connect: Callable[..., mcp.Client],
+) -> None:
+    async with connect() as client:
+        templates = (await client.list_resource_templates()).resource_templates
+        [webp_id] = ids_of(await generate(client, output_format="webp"))
+        webp = await client.read_resource(f"image://{webp_id}")
+
+    mime_types = {t.uri_template: t.mime_type for t in templates}
+    # Stored images are png, jpeg or webp: the template promises none of them.
+    assert mime_types["image://{image_id}"] is None
+    assert mime_types["image://{image_id}/metadata"] == "application/json"
+    assert [c.mime_type for c in webp.contents] == ["image/webp"]
+
+
 async def test_resources_list_with_an_invalid_cursor_is_an_error(
     connect: Callable[..., mcp.Client],
 ) -> None:

@@ -143,7 +143,6 @@ def register(server: ImageGenServer) -> None:
         IMAGE_TEMPLATE,
         name="image",
         description="A stored image (full resolution).",
-        mime_type="image/png",
     )(image_resource)
     server.resource(
         METADATA_TEMPLATE,

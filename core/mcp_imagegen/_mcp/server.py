@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ResourceTemplate
 from pydantic import AnyUrl
 
 from mcp_imagegen import __version__
@@ -51,6 +52,15 @@ class ImageGenServer(MCPServer[ImageService]):
         return await resources.read_image(
             service, match["id"], metadata=bool(match["metadata"])
         )
+
+    async def list_resource_templates(self) -> list[ResourceTemplate]:
+        """The templates; ``image://{image_id}`` claims no single mime type."""
+        return [
+            template.model_copy(update={"mime_type": None})
+            if template.uri_template == resources.IMAGE_TEMPLATE
+            else template
+            for template in await super().list_resource_templates()
+        ]
 
 
 def _lifespan_service(context: Context[ImageService, Any]) -> ImageService:
