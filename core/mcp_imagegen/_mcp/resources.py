@@ -33,6 +33,7 @@ from mcp.types import (
 )
 
 from mcp_imagegen._mcp.content import short
+from mcp_imagegen._mcp.tools import service_of
 from mcp_imagegen._service import ImageService
 from mcp_imagegen.errors import (
     ImageNotFoundError,
@@ -121,8 +122,7 @@ async def list_page(
 
 async def image_resource(image_id: str, ctx: Context[ImageService, Any]) -> bytes:
     """A stored image (full resolution)."""
-    service = ctx.request_context.lifespan_context
-    [contents] = await read_image(service, image_id, metadata=False)
+    [contents] = await read_image(service_of(ctx), image_id, metadata=False)
     assert isinstance(contents.content, bytes)
     return contents.content
 
@@ -131,8 +131,7 @@ async def image_metadata_resource(
     image_id: str, ctx: Context[ImageService, Any]
 ) -> str:
     """Generation metadata of a stored image (JSON)."""
-    service = ctx.request_context.lifespan_context
-    [contents] = await read_image(service, image_id, metadata=True)
+    [contents] = await read_image(service_of(ctx), image_id, metadata=True)
     assert isinstance(contents.content, str)
     return contents.content
 

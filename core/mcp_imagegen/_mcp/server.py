@@ -14,6 +14,7 @@ from pydantic import AnyUrl
 
 from mcp_imagegen import __version__
 from mcp_imagegen._mcp import backends, gallery, generation, resources
+from mcp_imagegen._mcp.tools import service_of
 from mcp_imagegen._service import ImageService
 
 log = structlog.get_logger("mcp_imagegen._mcp")
@@ -48,7 +49,7 @@ class ImageGenServer(MCPServer[ImageService]):
         match = resources.IMAGE_URI.match(str(uri))
         if match is None:
             return await super().read_resource(uri, context)  # type: ignore[return-value]
-        service = self.service if context is None else _lifespan_service(context)
+        service = self.service if context is None else service_of(context)
         return await resources.read_image(
             service, match["id"], metadata=bool(match["metadata"])
         )
@@ -61,10 +62,6 @@ class ImageGenServer(MCPServer[ImageService]):
             else template
             for template in await super().list_resource_templates()
         ]
-
-
-def _lifespan_service(context: Context[ImageService, Any]) -> ImageService:
-    return context.request_context.lifespan_context
 
 
 def build_mcp_server(service: ImageService) -> ImageGenServer:

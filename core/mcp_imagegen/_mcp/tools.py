@@ -24,12 +24,16 @@ from mcp_imagegen.errors import MCPImageError
 
 log = structlog.get_logger("mcp_imagegen._mcp")
 
-#: The context a tool receives; its lifespan context is the running service.
+#: The context a tool or resource receives; its lifespan context is the service.
 ToolContext = Context[ImageService, Any]
 
 
 def service_of(ctx: ToolContext) -> ImageService:
-    """The service the server's lifespan started, for this request."""
+    """The service the server's lifespan started, for this request.
+
+    Raises:
+        ValueError: when ``ctx`` belongs to no request.
+    """
     return ctx.request_context.lifespan_context
 
 
