@@ -37,7 +37,7 @@ from mcp_imagegen.interfaces import (
 from mcp_imagegen.models import ImageRecord
 
 if TYPE_CHECKING:
-    from mcp_imagegen._server import ImageGenServer
+    from mcp_imagegen._mcp import ImageGenServer
 
 #: Exit codes of ``serve``: the shell's 128 + signal number convention.
 EXIT_SIGINT = 128 + signal.SIGINT
@@ -123,7 +123,7 @@ def create_server(
         configure_logging(settings.logging)
     # Imported here: ``generate`` and ``config`` build only the service, and
     # need not pay for importing the MCP server.
-    from mcp_imagegen._server import build_mcp_server
+    from mcp_imagegen._mcp import build_mcp_server
 
     if plugins is None:
         plugins = load_plugins(settings.plugins.disabled)

@@ -32,8 +32,8 @@ from mcp_imagegen import (
 )
 from mcp_imagegen._app import build_service
 from mcp_imagegen._config import Settings
+from mcp_imagegen._mcp import build_mcp_server
 from mcp_imagegen._plugins import PluginManager
-from mcp_imagegen._server import build_mcp_server
 from mcp_imagegen_file.storage import FileStorage, FileStorageSettings
 from tests.conftest import BAD_IMAGE_IDS, make_record, png_bytes
 

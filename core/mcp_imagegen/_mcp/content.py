@@ -1,0 +1,223 @@
+"""What tools return: structured results, previews, resource links and text.
+
+Inline image data shares one budget per call, ``server.max_inline_bytes``
+(counted in base64), so no tool result grows past what clients handle.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Literal
+
+import anyio
+from mcp.types import ContentBlock, ImageContent, ResourceLink, TextContent
+from pydantic import BaseModel, Field
+
+from mcp_imagegen._service import BackendInfo, ImageService
+from mcp_imagegen.errors import ImageNotFoundError
+from mcp_imagegen.imaging import make_preview
+from mcp_imagegen.models import ImageRecord
+
+#: What image data a tool returns: a small preview, the stored bytes, or none.
+Inline = Literal["preview", "full", "none"]
+
+
+# -- structured results (outputSchema) ------------------------------------------
+
+
+class ImageInfo(BaseModel):
+    """One stored image, as tools report it."""
+
+    id: str
+    uri: str = Field(description="MCP resource URI of the full image (image://<id>).")
+    url: str = Field(description="Link to the image: file://, or http(s)://.")
+    path: str | None = Field(None, description="Path on the server's machine, if any.")
+    mime_type: str
+    width: int
+    height: int
+    byte_size: int
+    seed: int | None
+    backend: str
+    model: str | None
+    prompt: str
+    negative_prompt: str | None = None
+    steps: int | None = Field(None, description="Inference steps, if given.")
+    guidance_scale: float | None = None
+    postprocess: list[str] = Field(
+        default_factory=list, description="Post-processing steps applied, in order."
+    )
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Backend and step facts (e.g. sampler, style), as recorded.",
+    )
+    created_at: str
+    source_image_id: str | None = Field(
+        None, description="The image this one was made from (transform_image)."
+    )
+
+
+class GenerateResult(BaseModel):
+    """Result of generate_image and transform_image."""
+
+    images: list[ImageInfo]
+
+
+class ImageList(BaseModel):
+    """One page of list_images."""
+
+    images: list[ImageInfo]
+    next_cursor: str | None = Field(
+        None, description="Pass as cursor to get the next page; null on the last page."
+    )
+
+
+class DeleteResult(BaseModel):
+    """Result of delete_image."""
+
+    deleted: str
+
+
+class BackendList(BaseModel):
+    """Result of list_backends."""
+
+    backends: list[BackendInfo]
+
+
+# -- builders -------------------------------------------------------------------
+
+
+async def image_info(service: ImageService, record: ImageRecord) -> ImageInfo:
+    """The structured description of one stored image, with its link and path."""
+    path = service.storage.local_path(record.id)
+    return ImageInfo(
+        id=record.id,
+        uri=f"image://{record.id}",
+        url=await service.storage.url_for(record.id),
+        path=str(path) if path else None,
+        mime_type=record.mime_type,
+        width=record.width,
+        height=record.height,
+        byte_size=record.byte_size,
+        seed=record.seed,
+        backend=record.backend,
+        model=record.model,
+        prompt=record.prompt,
+        negative_prompt=record.negative_prompt,
+        steps=record.steps,
+        guidance_scale=record.guidance_scale,
+        postprocess=record.postprocess,
+        parameters=record.parameters,
+        created_at=record.created_at.isoformat(),
+        source_image_id=record.source_image_id,
+    )
+
+
+async def listed_infos(
+    service: ImageService, records: list[ImageRecord]
+) -> list[ImageInfo]:
+    """Entries for a listed page; images deleted since the listing are left out."""
+    infos: list[ImageInfo] = []
+    for record in records:
+        try:
+            infos.append(await image_info(service, record))
+        except ImageNotFoundError:
+            # Another call deleted it after the page was read (url_for may need
+            # its record again): the page shows what exists, it does not fail.
+            continue
+    return infos
+
+
+def short(text: str, length: int) -> str:
+    """``text`` cut to ``length`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def _base64_size(size: int) -> int:
+    """Length of ``size`` bytes once base64-encoded (with padding)."""
+    return 4 * ((size + 2) // 3)
+
+
+def _image_block(data: bytes, mime_type: str) -> ImageContent:
+    return ImageContent(
+        type="image", data=base64.b64encode(data).decode(), mime_type=mime_type
+    )
+
+
+async def _inline_image(
+    service: ImageService, record: ImageRecord, data: bytes, inline: Inline, budget: int
+) -> tuple[ImageContent | None, str | None]:
+    """The inline block for one image within ``budget`` base64 bytes.
+
+    Returns the block (None when nothing fits) and a note saying what was left
+    out and why (None when the image went out as asked).
+    """
+    server = service.settings.server
+    cap = f"server.max_inline_bytes = {server.max_inline_bytes}"
+    if inline == "full" and _base64_size(len(data)) <= budget:
+        return _image_block(data, record.mime_type), None
+    # Previews are CPU work: a worker thread keeps progress and cancellation live.
+    shown, mime = await anyio.to_thread.run_sync(
+        make_preview, data, server.preview_max_side
+    )
+    if _base64_size(len(shown)) <= budget:
+        if inline != "full":
+            return _image_block(shown, mime), None
+        return _image_block(shown, mime), (
+            f"full image ({len(data)} bytes) is above the inline limit "
+            f"({cap}, counted in base64); a preview is shown instead: read "
+            "the image:// resource or open the path/URL for the full image"
+        )
+    return None, (
+        f"not shown inline: the call's images exceed the inline limit ({cap}, "
+        "counted in base64); read the image:// resource or open the path/URL"
+    )
+
+
+def _link(info: ImageInfo, record: ImageRecord) -> ResourceLink:
+    return ResourceLink(
+        type="resource_link",
+        uri=info.uri,
+        name=record.id,
+        title=short(record.prompt, 60),
+        mime_type=record.mime_type,
+        size=record.byte_size,
+    )
+
+
+def _summary(infos: list[ImageInfo], notes: list[str | None]) -> TextContent:
+    lines = [
+        f"- {info.id}: {info.path or info.url} "
+        f"({info.width}x{info.height} {info.mime_type}, seed {info.seed})"
+        + (f"; {note}" if note else "")
+        for info, note in zip(infos, notes, strict=True)
+    ]
+    noun = "image" if len(infos) == 1 else "images"
+    return TextContent(type="text", text=f"{len(infos)} {noun}:\n" + "\n".join(lines))
+
+
+async def image_content(
+    service: ImageService,
+    items: list[tuple[ImageRecord, bytes | None]],
+    inline: Inline,
+) -> tuple[list[ContentBlock], list[ImageInfo]]:
+    """Content blocks and structured entries for images of one call.
+
+    Each image gets its inline block (if asked for and within the shared
+    budget), a resource link, and a line in one closing text block. ``bytes``
+    may be None when ``inline`` is "none".
+    """
+    content: list[ContentBlock] = []
+    infos = [await image_info(service, record) for record, _ in items]
+    notes: list[str | None] = []
+    budget = service.settings.server.max_inline_bytes
+    for (record, data), info in zip(items, infos, strict=True):
+        note = None
+        if inline != "none" and data is not None:
+            block, note = await _inline_image(service, record, data, inline, budget)
+            if block is not None:
+                budget -= len(block.data)
+                content.append(block)
+        notes.append(note)
+        content.append(_link(info, record))
+    content.append(_summary(infos, notes))
+    return content, infos

@@ -1,0 +1,97 @@
+"""The MCP server: its lifespan runs the service; each part adds its tools."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ResourceTemplate
+from pydantic import AnyUrl
+
+from mcp_imagegen import __version__
+from mcp_imagegen._mcp import backends, gallery, generation, resources
+from mcp_imagegen._mcp.tools import service_of
+from mcp_imagegen._service import ImageService
+
+log = structlog.get_logger("mcp_imagegen._mcp")
+
+INSTRUCTIONS = (
+    "Generates images from text prompts. Call generate_image; each image is "
+    "stored and returned as a preview, an image:// resource link and a "
+    "path or URL. list_images / get_image / delete_image manage stored images."
+)
+
+
+class ImageGenServer(MCPServer[ImageService]):
+    """MCPServer whose image resources are read from storage.
+
+    Attributes:
+        service: the service the lifespan starts; tools and resources reach it
+            through the request's lifespan context.
+    """
+
+    def __init__(self, service: ImageService, **kwargs: Any) -> None:
+        self.service = service
+        super().__init__(**kwargs)
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[ImageService, Any] | None = None
+    ) -> Iterable[ReadResourceContents]:
+        """Serve ``image://<id>`` (bytes, real mime type) and its ``/metadata``.
+
+        A template's mime type is fixed, while a stored image is png, jpeg or
+        webp: image URIs are read here so each answers with its own type.
+        """
+        match = resources.IMAGE_URI.match(str(uri))
+        if match is None:
+            return await super().read_resource(uri, context)  # type: ignore[return-value]
+        service = self.service if context is None else service_of(context)
+        return await resources.read_image(
+            service, match["id"], metadata=bool(match["metadata"])
+        )
+
+    async def list_resource_templates(self) -> list[ResourceTemplate]:
+        """The templates; ``image://{image_id}`` claims no single mime type."""
+        return [
+            template.model_copy(update={"mime_type": None})
+            if template.uri_template == resources.IMAGE_TEMPLATE
+            else template
+            for template in await super().list_resource_templates()
+        ]
+
+
+def build_mcp_server(service: ImageService) -> ImageGenServer:
+    """Create the MCP server with every tool and resource over ``service``.
+
+    The tools' argument schemas are built from ``service``'s configuration and
+    its loaded backends and steps; the server's lifespan starts and stops
+    ``service`` and hands it to each request.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[ImageService]) -> AsyncIterator[ImageService]:
+        async with service:
+            log.info(
+                "server_started",
+                backends=sorted(service.backends),
+                storage=service.storage.name,
+            )
+            yield service
+
+    server = ImageGenServer(
+        service,
+        name=service.settings.server.name,
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        log_level="WARNING",
+    )
+    generation.register(server, service)
+    gallery.register(server, service)
+    backends.register(server, service)
+    resources.register(server)
+    return server

@@ -1,0 +1,112 @@
+"""What every tool module shares: registration, the service, error mapping.
+
+Tool functions are module-level and take the service from the lifespan context.
+What they accept depends on the live configuration (size bounds, loaded steps
+and backends), so :func:`add_tool` registers, per server, a copy of a tool
+whose parameters carry fields built from that configuration: what the model
+sees is what this server accepts.
+"""
+
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import structlog
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic.fields import FieldInfo
+
+from mcp_imagegen._service import ImageService
+from mcp_imagegen.errors import MCPImageError
+
+log = structlog.get_logger("mcp_imagegen._mcp")
+
+#: The context a tool or resource receives; its lifespan context is the service.
+ToolContext = Context[ImageService, Any]
+
+
+def service_of(ctx: ToolContext) -> ImageService:
+    """The service the server's lifespan started, for this request.
+
+    Raises:
+        ValueError: when ``ctx`` belongs to no request.
+    """
+    return ctx.request_context.lifespan_context
+
+
+def add_tool(
+    server: MCPServer[ImageService],
+    fn: Callable[..., Any],
+    annotations: ToolAnnotations,
+    fields: Mapping[str, FieldInfo] | None = None,
+) -> None:
+    """Register ``fn`` with its docstring, dedented, as the description.
+
+    Args:
+        server: the server to add the tool to.
+        fn: a module-level async tool function.
+        annotations: the tool's hints (read-only, destructive, ...).
+        fields: per-parameter fields (description, schema keywords) built from
+            the configuration; each wraps that parameter's annotation.
+    """
+    description = inspect.cleandoc(fn.__doc__ or "")
+    tool = _with_fields(fn, fields) if fields else fn
+    server.add_tool(tool, description=description, annotations=annotations)
+
+
+def _with_fields(
+    fn: Callable[..., Any], fields: Mapping[str, FieldInfo]
+) -> Callable[..., Any]:
+    """A wrapper of ``fn`` whose signature annotates parameters with ``fields``.
+
+    The SDK reads a tool's schema from its signature (and its type hints, to
+    find the Context parameter), so both are set; ``fn`` itself is shared by
+    every server and stays untouched.
+    """
+    signature = inspect.signature(fn)
+    unknown = set(fields) - set(signature.parameters)
+    if unknown:
+        raise TypeError(f"{fn.__name__} has no parameters {sorted(unknown)}")
+    parameters = [
+        p.replace(annotation=Annotated[p.annotation, fields[p.name]])
+        if p.name in fields
+        else p
+        for p in signature.parameters.values()
+    ]
+
+    @functools.wraps(fn)
+    async def tool(**arguments: Any) -> Any:
+        return await fn(**arguments)
+
+    tool.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    tool.__annotations__ = {p.name: p.annotation for p in parameters}
+    tool.__annotations__["return"] = signature.return_annotation
+    return tool
+
+
+@contextmanager
+def tool_errors(operation: str) -> Iterator[None]:
+    """Turn our errors into tool errors; report crashes without internals.
+
+    An anticipated failure (:class:`MCPImageError`) becomes a tool error with
+    its own message; anything else is logged with its traceback and reported
+    as an internal error, the server going on serving.
+    """
+    try:
+        yield
+    except MCPImageError as exc:
+        log.info(
+            "tool_failed", tool=operation, error_type=type(exc).__name__, error=str(exc)
+        )
+        raise ToolError(str(exc)) from None
+    except ToolError:
+        raise
+    except Exception:
+        log.exception("tool_crashed", tool=operation)
+        raise ToolError(
+            f"{operation} failed because of an internal error; the server log has "
+            "the details. The server is still running."
+        ) from None
