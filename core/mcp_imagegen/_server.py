@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 import structlog
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import (
@@ -43,6 +45,7 @@ from mcp.types import (
 from pydantic import AnyUrl, BaseModel, Field
 
 from mcp_imagegen import __version__
+from mcp_imagegen._http.auth import ScopeMiddleware
 from mcp_imagegen._service import MAX_LIST_LIMIT, BackendInfo, ImageService
 from mcp_imagegen.errors import (
     ImageNotFoundError,
@@ -300,8 +303,16 @@ async def _call(operation: str, work: Callable[[], Awaitable[T]]) -> T:
         ) from None
 
 
-def build_mcp_server(service: ImageService) -> ImageGenServer:
-    """Create the MCP server with every tool and resource bound to ``service``."""
+def build_mcp_server(
+    service: ImageService,
+    token_verifier: TokenVerifier | None = None,
+    auth: AuthSettings | None = None,
+) -> ImageGenServer:
+    """Create the MCP server with every tool and resource bound to ``service``.
+
+    ``token_verifier`` and ``auth`` come from ``_http.auth.auth_for``: with them
+    the HTTP app requires a token, and each tool and resource its scope.
+    """
     settings = service.settings
 
     @asynccontextmanager
@@ -325,6 +336,9 @@ def build_mcp_server(service: ImageService) -> ImageGenServer:
         ),
         lifespan=lifespan,
         log_level="WARNING",
+        token_verifier=token_verifier,
+        auth=auth,
+        middleware=[ScopeMiddleware()] if token_verifier is not None else None,
     )
 
     def tool(annotations: ToolAnnotations) -> Callable[[F], F]:
