@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -196,3 +197,23 @@ def test_tokens_from_the_environment(
     settings = load_settings(search=False)
     tokens = [t.get_secret_value() for t in settings.server.auth.tokens]
     assert tokens == [TOKEN, "second"]
+
+
+@pytest.mark.usefixtures("isolated_env", "restore_logging")
+def test_config_command_comments_out_masked_tokens(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mcp_imagegen import _cli as cli
+
+    monkeypatch.setenv("MCP_IMAGEGEN_SERVER__AUTH__MODE", "bearer")
+    monkeypatch.setenv("MCP_IMAGEGEN_SERVER__AUTH__TOKENS", f"{TOKEN},second")
+
+    code = cli.main(["config"])
+
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert TOKEN not in out + err
+    # Fed back with --config, a list of masks must not make "**********" a token.
+    auth = tomllib.loads(out)["server"]["auth"]
+    assert "tokens" not in auth
+    assert '# tokens = ["**********", "**********"]' in out
