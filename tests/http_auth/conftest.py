@@ -75,7 +75,7 @@ def serve(
     plugin_manager: PluginManager,
     restore_logging: None,
     capfd: pytest.CaptureFixture[str],
-) -> Iterator[Callable[[Mapping[str, Any]], Running]]:
+) -> Iterator[Callable[..., Running]]:
     """Start the image server with the given ``[server.auth]`` table over HTTP.
 
     Depends on ``capfd`` so that the capture outlives the server: a stateless
@@ -83,7 +83,7 @@ def serve(
     """
     stack: list[Any] = []
 
-    def start(auth: Mapping[str, Any]) -> Running:
+    def start(auth: Mapping[str, Any], *, stateless: bool = True) -> Running:
         settings = make_settings(
             {"server": {"auth": dict(auth)}, "logging": {"level": "debug"}}
         )
@@ -94,7 +94,7 @@ def serve(
         verifier, sdk_auth = auth_for(settings, url)
         service = ImageService.from_settings(settings, plugin_manager)
         server = build_mcp_server(service, verifier, sdk_auth)
-        app = server.streamable_http_app(stateless_http=True)
+        app = server.streamable_http_app(stateless_http=stateless)
         install_resource_metadata(app, settings, url)
         running = run_app(app, sock)
         running.__enter__()

@@ -87,11 +87,13 @@ async def test_right_token_serves_and_is_never_logged(
     assert TOKEN not in out + err
 
 
+@pytest.mark.parametrize("stateless", [True, False], ids=["stateless", "stateful"])
 async def test_missing_scope_is_a_clear_error(
-    serve: Callable[[dict[str, Any]], Running],
+    serve: Callable[..., Running], stateless: bool
 ) -> None:
     running = serve(
-        {"mode": "bearer", "tokens": TOKEN, "bearer_scopes": ["images:read"]}
+        {"mode": "bearer", "tokens": TOKEN, "bearer_scopes": ["images:read"]},
+        stateless=stateless,
     )
     async with mcp_session(running.url, TOKEN) as session:
         with pytest.raises(MCPError) as raised:
@@ -217,3 +219,13 @@ def test_config_command_comments_out_masked_tokens(
     auth = tomllib.loads(out)["server"]["auth"]
     assert "tokens" not in auth
     assert '# tokens = ["**********", "**********"]' in out
+
+
+def test_tokens_file_without_digests_is_refused(tmp_path: Path) -> None:
+    tokens_file = tmp_path / "tokens"
+    tokens_file.write_text("# nobody yet\n")
+    settings = settings_from_dict(
+        {"server": {"auth": {"mode": "bearer", "tokens_file": str(tokens_file)}}}
+    )
+    with pytest.raises(ConfigurationError, match="lists no token digest"):
+        auth_for(settings)

@@ -329,6 +329,13 @@ def auth_for(
         ]
         if auth.tokens_file is not None:
             digests += read_tokens_file(auth.tokens_file)
+        if not digests:
+            # Serving would refuse everyone: say so at start instead.
+            raise ConfigurationError(
+                f"server.auth.tokens_file: {auth.tokens_file} lists no token digest "
+                "and MCP_IMAGEGEN_SERVER__AUTH__TOKENS is empty; add a sha256 digest "
+                "or set the variable."
+            )
         verifier = StaticTokenVerifier(digests, auth.bearer_scopes)
         # No authorization server issues static tokens; the SDK needs an issuer
         # URL all the same. install_resource_metadata leaves it out of the
