@@ -67,13 +67,30 @@ def test_every_core_setting_is_in_config_example_and_docs(section: str) -> None:
     model = Settings.model_fields[section].annotation
     assert isinstance(model, type) and issubclass(model, BaseModel)
     text = _example_section(section)
-    for field in model.model_fields:
+    for field, info in model.model_fields.items():
+        nested = info.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            _check_nested_table(f"{section}.{field}", nested)
+            continue
         assert _mentions_key(text, field), (
             f"[{section}] {field} missing from config.example.toml"
         )
         assert f"`{field}`" in DOCS["configuration.md"], (
             f"{section}.{field} not in configuration.md"
         )
+
+
+def _check_nested_table(name: str, model: type[BaseModel]) -> None:
+    """A sub-table (``[server.auth]``): its own example table and doc section."""
+    text = _example_section(name)
+    for field in model.model_fields:
+        assert _mentions_key(text, field), (
+            f"[{name}] {field} missing from config.example.toml"
+        )
+        assert f"`{field}`" in DOCS["configuration.md"], (
+            f"{name}.{field} not in configuration.md"
+        )
+    assert f"## `[{name}]`" in DOCS["configuration.md"], name
 
 
 def _component_types() -> list[tuple[str, str, type]]:

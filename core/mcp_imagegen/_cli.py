@@ -292,6 +292,11 @@ def _fill_table(table: Any, data: Mapping[str, Any]) -> None:
             table.add(tomlkit.comment(f"{key}: not set"))
         elif value == REDACTED and is_secret_key(key):
             table.add(tomlkit.comment(f'{key} = "{REDACTED}"'))
+        elif isinstance(value, list) and REDACTED in value and is_secret_key(key):
+            # A list of secrets (server.auth.tokens): masks read back would
+            # become accepted tokens.
+            masks = ", ".join(f'"{REDACTED}"' for _ in value)
+            table.add(tomlkit.comment(f"{key} = [{masks}]"))
         else:
             table.add(key, value)
     for key, value in data.items():

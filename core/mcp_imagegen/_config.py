@@ -23,7 +23,15 @@ from typing import Annotated, Any, ClassVar, Literal
 import platformdirs
 import pydantic
 from platformdirs.api import PlatformDirsABC
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -73,8 +81,67 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: The scopes the MCP tools and resources ask for (see ``_http.auth.TOOL_SCOPES``).
+IMAGE_SCOPES = ("images:generate", "images:read", "images:delete")
+
+
+class ServerAuthSettings(_Section):
+    """``[server.auth]``: who may call the server over HTTP (stdio needs none)."""
+
+    #: "none", "bearer" (static tokens) or "jwt" (tokens from an OAuth server).
+    mode: Literal["none", "bearer", "jwt"] = "none"
+    #: bearer: accepted tokens; set them through MCP_IMAGEGEN_SERVER__AUTH__TOKENS
+    #: (comma-separated), never in a file others can read.
+    tokens: Annotated[list[SecretStr], NoDecode, BeforeValidator(_comma_list)] = Field(
+        default_factory=list
+    )
+    #: bearer: a file of sha256 hex digests of accepted tokens, one per line.
+    tokens_file: Path | None = None
+    #: bearer: the scopes every static token carries.
+    bearer_scopes: NameList = Field(default_factory=lambda: list(IMAGE_SCOPES))
+    #: jwt: the expected ``iss`` claim (the authorization server's URL).
+    issuer: str | None = None
+    #: jwt: the expected ``aud`` claim; unset means the server's own MCP URL.
+    audience: str | None = None
+    #: jwt: where the authorization server publishes its signing keys.
+    jwks_url: str | None = None
+    #: jwt: scopes every request needs, on top of each tool's own scope.
+    required_scopes: NameList = Field(default_factory=list)
+    #: jwt: signature algorithms accepted.
+    algorithms: NameList = Field(default_factory=lambda: ["RS256", "ES256"])
+    #: jwt: clock skew tolerated on ``exp``/``nbf``/``iat``.
+    leeway: timedelta = Field(timedelta(seconds=30), ge=timedelta(0))
+    #: jwt: shortest time between two JWKS fetches caused by an unknown key id.
+    jwks_refetch_cooldown: timedelta = Field(timedelta(seconds=30), ge=timedelta(0))
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> ServerAuthSettings:
+        unknown = [s for s in self.bearer_scopes if s not in IMAGE_SCOPES]
+        if unknown:
+            raise ValueError(
+                f"server.auth.bearer_scopes: unknown scope {', '.join(unknown)}; "
+                f"accepted: {', '.join(IMAGE_SCOPES)}"
+            )
+        if self.mode == "bearer" and not self.tokens and self.tokens_file is None:
+            raise ValueError(
+                'mode "bearer" needs accepted tokens: set '
+                "MCP_IMAGEGEN_SERVER__AUTH__TOKENS or server.auth.tokens_file"
+            )
+        if self.mode == "jwt":
+            missing = [k for k in ("issuer", "jwks_url") if not getattr(self, k)]
+            if missing:
+                raise ValueError(
+                    'mode "jwt" needs '
+                    + " and ".join(f"server.auth.{k}" for k in missing)
+                )
+        return self
+
+
 class ServerSettings(_Section):
     """``[server]``: the MCP server itself."""
+
+    #: ``[server.auth]``: authentication of HTTP clients.
+    auth: ServerAuthSettings = Field(default_factory=ServerAuthSettings)
 
     name: str = "mcp-imagegen"
     #: Longest side of the inline preview returned by generate_image.
