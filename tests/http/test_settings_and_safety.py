@@ -20,6 +20,7 @@ from mcp_imagegen._http import (
 )
 from mcp_imagegen.errors import ConfigurationError
 from tests.conftest import MCP_IMAGEGEN_BIN
+from tests.http.conftest import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -179,3 +180,36 @@ async def test_while_draining_readyz_is_503_and_new_mcp_requests_are_refused(
         "id": 7,
         "error": {"code": -32000, "message": "server is shutting down"},
     }
+
+
+def test_a_component_that_cannot_start_is_reported_in_one_line(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the image directory should be")
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        f'[storage.file]\ndirectory = "{blocker / "images"}"\n', encoding="utf-8"
+    )
+    result = subprocess.run(
+        [
+            str(MCP_IMAGEGEN_BIN),
+            "serve",
+            "--config",
+            str(config),
+            "--transport",
+            "http",
+        ],
+        env={**subprocess_env, "MCP_IMAGEGEN_SERVER__HTTP__PORT": str(free_port())},
+        cwd=tmp_path / "work",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("mcp-imagegen: ")
+    assert "storage.file.directory" in last
+    assert "Traceback" not in result.stderr

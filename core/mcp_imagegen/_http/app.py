@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -108,6 +109,18 @@ def build_app(
                 lifecycle.startup_error = exc
             raise
 
+    def not_our_startup_error(record: logging.LogRecord) -> bool:
+        # uvicorn logs a failed startup with Starlette's traceback text; our own
+        # errors are reported in one line by the command instead.
+        error = lifecycle.startup_error
+        return not (
+            error is not None
+            and _is_ours(error)
+            and record.getMessage().startswith("Traceback")
+        )
+
+    logging.getLogger("uvicorn.error").addFilter(not_our_startup_error)
+
     app.router.lifespan_context = lifespan
     app.add_middleware(
         DrainMiddleware,
@@ -155,6 +168,13 @@ async def readiness(service: ImageService) -> dict[str, dict[str, Any]]:
         group.start_soon(check_backend)
         group.start_soon(check_storage)
     return checks
+
+
+def _is_ours(error: BaseException) -> bool:
+    """Whether ``error`` is (or wraps only) our own, client-worthy errors."""
+    if isinstance(error, BaseExceptionGroup):
+        return all(_is_ours(inner) for inner in error.exceptions)
+    return isinstance(error, MCPImageError)
 
 
 def _failed(exc: Exception, what: str) -> dict[str, Any]:

@@ -97,16 +97,15 @@ async def serve_http(server: ImageGenServer, http: HttpSettings) -> int:
                 log.info("drain_started", signal=name, drain_timeout=drain)
                 group.start_soon(watch_drain)
 
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(handle_signals, group)
+    async with anyio.create_task_group() as group:
+        group.start_soon(handle_signals, group)
+        try:
             await web.serve()
-            group.cancel_scope.cancel()
-    except SystemExit:
-        # uvicorn exits the process when the app's startup fails.
-        if lifecycle.startup_error is not None:
-            raise lifecycle.startup_error from None
-        raise
+        except SystemExit:
+            # uvicorn exits when the app's startup fails; report why instead.
+            if lifecycle.startup_error is None:
+                raise
+        group.cancel_scope.cancel()
     if lifecycle.startup_error is not None:
         raise lifecycle.startup_error
     log.info("server_stopped")
