@@ -19,6 +19,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import MCP_IMAGEGEN_BIN
+from tests.kserve.conftest import kserve_server  # noqa: F401  (a fixture used here)
 
 #: Polls of /healthz before giving up on a server that does not come up (0.1 s each).
 STARTUP_POLLS = 300

@@ -12,6 +12,7 @@ from mcp.types import CallToolResult
 
 from tests.conftest import stored_file
 from tests.http.conftest import HttpServer, StartServer
+from tests.kserve.support import FAST_RETRIES, KServeServer
 
 pytestmark = pytest.mark.anyio
 
@@ -121,4 +122,37 @@ async def test_sigterm_cancels_a_call_still_running_after_the_drain_timeout(
     # Nothing half-written: no image, no record, no temporary file.
     leftovers = [p for p in server.images.rglob("*") if p.is_file()]
     assert leftovers == []
+    assert "drain_timeout_exceeded" in server.log_text()
+
+
+@pytest.mark.kserve
+async def test_sigterm_after_the_drain_cancels_the_kserve_request_and_exits_0(
+    start_server: StartServer, kserve_server: KServeServer
+) -> None:
+    # The predictor would answer after 60 s; the drain allows 1 s. The process
+    # can only exit in time if the backend request is cancelled with the call.
+    server = start_server(
+        config={
+            "server.http": {"drain_timeout": 1},
+            "generation": {"backend": "slow", "postprocess": []},
+            "backends.slow": {
+                "type": "kserve",
+                "url": kserve_server.url,
+                "model": "fault-slow",
+                "heartbeat_interval": 0.05,
+                "extra_parameters": {"delay": 60},
+                **FAST_RETRIES,
+            },
+        },
+        args=["--log-level", "info"],
+    )
+
+    with anyio.fail_after(45):
+        first, late = await call_during_sigterm(server)
+        code = await anyio.to_thread.run_sync(server.process.wait, 30)
+
+    assert not isinstance(first, CallToolResult) or first.is_error, first
+    assert_refused(late)
+    assert code == 0, server.log_text()
+    assert [p for p in server.images.rglob("*") if p.is_file()] == []
     assert "drain_timeout_exceeded" in server.log_text()
