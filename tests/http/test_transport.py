@@ -125,7 +125,13 @@ async def test_readyz_is_503_naming_a_backend_that_cannot_be_reached(
     body = ready.json()
     assert body["status"] == "not ready"
     assert set(body["not_ready"]) == {"backend:remote"}
-    assert body["checks"]["storage:file"]["status"] == "ok"
+    assert body["checks"] == {
+        "backend:remote": {"status": "unavailable"},
+        "storage:file": {"status": "ok"},
+    }
+    # The endpoint is unauthenticated: internal URLs and errors go to the log only.
+    assert str(closed) not in ready.text
+    assert f"127.0.0.1:{closed}" in server.log_text()
     assert health.status_code == 200
 
 

@@ -40,10 +40,12 @@ class Lifecycle:
         startup_error: Why the service failed to start, for a one-line report.
         stopping: Set when the app's lifespan starts to shut down, i.e. every
             in-flight request has ended or the drain timeout has passed.
+        not_ready: What /readyz last found not ready, to log changes only.
     """
 
     draining: bool = False
     startup_error: BaseException | None = None
+    not_ready: list[str] = field(default_factory=list)
     stopping: anyio.Event = field(default_factory=anyio.Event)
 
 
@@ -75,12 +77,21 @@ def build_app(
             )
         checks = await readiness(service)
         not_ready = sorted(name for name, check in checks.items() if not check["ok"])
+        if not_ready != lifecycle.not_ready:
+            # Probes ask every few seconds: log changes only. Details (internal
+            # URLs, errors) stay in the log: the endpoint is unauthenticated.
+            lifecycle.not_ready = not_ready
+            (log.warning if not_ready else log.info)(
+                "readiness_changed",
+                ready=not not_ready,
+                not_ready=not_ready,
+                checks=checks,
+            )
         body = {
             "status": "not ready" if not_ready else "ok",
             "not_ready": not_ready,
             "checks": {
-                name: {k: v for k, v in check.items() if k != "ok"}
-                for name, check in checks.items()
+                name: {"status": check["status"]} for name, check in checks.items()
             },
         }
         return JSONResponse(body, status_code=503 if not_ready else 200)
