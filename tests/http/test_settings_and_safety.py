@@ -158,7 +158,7 @@ async def test_while_draining_readyz_is_503_and_new_mcp_requests_are_refused(
     settings = make_settings()
     lifecycle = Lifecycle()
     app = build_app(create_server(settings), settings.server.http, lifecycle)
-    lifecycle.draining = True
+    lifecycle.begin_drain()
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://127.0.0.1:8000"

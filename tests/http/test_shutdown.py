@@ -156,3 +156,21 @@ async def test_sigterm_after_the_drain_cancels_the_kserve_request_and_exits_0(
     assert code == 0, server.log_text()
     assert [p for p in server.images.rglob("*") if p.is_file()] == []
     assert "drain_timeout_exceeded" in server.log_text()
+
+
+async def test_sigterm_ends_an_idle_stateful_session_stream_without_waiting_the_drain(
+    start_server: StartServer,
+) -> None:
+    # An idle stateful client holds a GET stream open; the drain must not wait
+    # the full 60 s for it (the bounded wait below is far shorter).
+    server = start_server(
+        config={"server.http": {"stateless": False, "drain_timeout": 60}}
+    )
+    with anyio.fail_after(40):
+        async with server.session(terminate_on_close=False) as session:
+            await session.list_tools()
+            server.process.send_signal(signal.SIGTERM)
+            code = await anyio.to_thread.run_sync(server.process.wait, 30)
+
+    assert code == 0, server.log_text()
+    assert "drain_timeout_exceeded" not in server.log_text()

@@ -47,6 +47,19 @@ class Lifecycle:
     startup_error: BaseException | None = None
     not_ready: list[str] = field(default_factory=list)
     stopping: anyio.Event = field(default_factory=anyio.Event)
+    #: Open GET streams of the MCP endpoint (stateful mode), ended on drain.
+    streams: set[anyio.CancelScope] = field(default_factory=set)
+
+    def begin_drain(self) -> None:
+        """Flip to draining and end the idle GET streams.
+
+        A stateful client keeps a GET stream open for server messages; the
+        drain waits for open connections, so it would otherwise last the whole
+        ``drain_timeout`` for every connected client.
+        """
+        self.draining = True
+        for scope in self.streams:
+            scope.cancel()
 
 
 def build_app(
@@ -216,12 +229,16 @@ class DrainMiddleware:
         self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            not self.lifecycle.draining
-            or scope["type"] != "http"
-            or scope["path"].rstrip("/") != self.path.rstrip("/")
+        if scope["type"] != "http" or scope["path"].rstrip("/") != self.path.rstrip(
+            "/"
         ):
             await self.app(scope, receive, send)
+            return
+        if not self.lifecycle.draining:
+            if scope["method"] == "GET":
+                await self._stream(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         if scope["method"] != "POST":
             await _shutting_down(None)(scope, receive, send)
@@ -251,6 +268,27 @@ class DrainMiddleware:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a GET stream that :meth:`Lifecycle.begin_drain` can end."""
+        started = complete = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started, complete
+            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.body":
+                complete = not message.get("more_body", False)
+            await send(message)
+
+        with anyio.CancelScope() as cancel_scope:
+            self.lifecycle.streams.add(cancel_scope)
+            try:
+                await self.app(scope, receive, tracking_send)
+            finally:
+                self.lifecycle.streams.discard(cancel_scope)
+        if cancel_scope.cancelled_caught and started and not complete:
+            # End the stream properly: the client sees it close, not break.
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _shutting_down(request_id: Any) -> JSONResponse:

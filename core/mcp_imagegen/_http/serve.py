@@ -92,7 +92,7 @@ async def serve_http(server: ImageGenServer, http: HttpSettings) -> int:
                     log.warning("shutdown_forced", signal=name)
                     web.force_exit = True
                     continue
-                lifecycle.draining = True
+                lifecycle.begin_drain()
                 web.should_exit = True
                 log.info("drain_started", signal=name, drain_timeout=drain)
                 group.start_soon(watch_drain)
