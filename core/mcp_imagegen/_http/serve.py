@@ -54,6 +54,7 @@ async def serve_http(server: ImageGenServer, http: HttpSettings) -> int:
     lifecycle = Lifecycle()
     app = build_app(server, http, lifecycle)
     drain = http.drain_timeout.total_seconds()
+    grace = math.ceil(drain)  # uvicorn takes whole seconds
     config = uvicorn.Config(
         app,
         host=http.host,
@@ -61,7 +62,7 @@ async def serve_http(server: ImageGenServer, http: HttpSettings) -> int:
         lifespan="on",
         # Our logging is configured already (stderr, structlog formatting).
         log_config=None,
-        timeout_graceful_shutdown=math.ceil(drain),
+        timeout_graceful_shutdown=grace,
         server_header=False,
     )
     web = _Server(config)
@@ -73,15 +74,18 @@ async def serve_http(server: ImageGenServer, http: HttpSettings) -> int:
         )
 
     async def watch_drain() -> None:
-        # uvicorn cancels what still runs when its graceful timeout ends; say so
-        # in our own log, naming the setting.
-        with anyio.move_on_after(math.ceil(drain) + 0.05):
-            await lifecycle.stopping.wait()
+        # uvicorn waits (a moment after us) for open connections, then cancels
+        # what still runs; say so in our own log, naming the setting.
+        with anyio.move_on_after(grace):
+            # uvicorn has no event for its connection set; it polls it too.
+            while web.server_state.connections:  # noqa: ASYNC110
+                await anyio.sleep(0.1)
             return
         log.warning(
             "drain_timeout_exceeded",
             drain_timeout=drain,
-            detail="in-flight calls are cancelled (server.http.drain_timeout)",
+            open_connections=len(web.server_state.connections),
+            detail="calls still running are cancelled (server.http.drain_timeout)",
         )
 
     async def handle_signals(group: anyio.abc.TaskGroup) -> None:
