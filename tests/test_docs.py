@@ -30,7 +30,15 @@ BUILTIN_PACKAGES = {
     f"mcp_imagegen_{name}"
     for name in ("placeholder", "file", "kserve", "s3", "imageops")
 }
-CORE_SECTIONS = ["server", "limits", "generation", "storage", "logging", "plugins"]
+CORE_SECTIONS = [
+    "server",
+    "server.http",
+    "limits",
+    "generation",
+    "storage",
+    "logging",
+    "plugins",
+]
 # Where each kind of component documents its settings.
 COMPONENT_DOCS = {
     "backend": ["configuration.md", "kserve.md"],
@@ -64,7 +72,10 @@ def test_config_example_is_valid_and_matches_the_defaults() -> None:
 
 @pytest.mark.parametrize("section", CORE_SECTIONS)
 def test_every_core_setting_is_in_config_example_and_docs(section: str) -> None:
-    model = Settings.model_fields[section].annotation
+    model: object = Settings
+    for part in section.split("."):
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        model = model.model_fields[part].annotation
     assert isinstance(model, type) and issubclass(model, BaseModel)
     text = _example_section(section)
     for field, info in model.model_fields.items():

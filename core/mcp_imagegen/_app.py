@@ -37,6 +37,10 @@ from mcp_imagegen.interfaces import (
 from mcp_imagegen.models import ImageRecord
 
 if TYPE_CHECKING:
+    from mcp.server.auth.provider import TokenVerifier
+    from mcp.server.auth.settings import AuthSettings
+    from mcp.server.context import ServerMiddleware
+
     from mcp_imagegen._mcp import ImageGenServer
 
 #: Exit codes of ``serve``: the shell's 128 + signal number convention.
@@ -107,13 +111,25 @@ def build_service(
     )
 
 
+def _http_auth(
+    settings: Settings,
+) -> tuple[TokenVerifier | None, AuthSettings | None, list[ServerMiddleware[Any]]]:
+    """``build_mcp_server``'s token verifier, auth settings and scope middleware."""
+    from mcp_imagegen._http.auth import ScopeMiddleware, auth_for
+
+    verifier, auth = auth_for(settings)
+    return verifier, auth, [ScopeMiddleware()] if verifier is not None else []
+
+
 def create_server(
-    settings: Settings, plugins: PluginManager | None = None
+    settings: Settings, plugins: PluginManager | None = None, *, http: bool = False
 ) -> ImageGenServer:
     """Build the whole server for ``settings``.
 
     Components are constructed (and their settings validated) now; they start when
-    the server's lifespan begins, i.e. when a client connects.
+    the server's lifespan begins, i.e. when a client connects. With ``http``, the
+    server checks tokens and scopes as ``[server.auth]`` says (stdio needs none:
+    whoever starts the process owns it).
 
     Raises:
         ConfigurationError: for any invalid setting or unknown component.
@@ -128,7 +144,8 @@ def create_server(
     if plugins is None:
         plugins = load_plugins(settings.plugins.disabled)
     service = build_service(settings, plugins)
-    server = build_mcp_server(service)
+    verifier, auth, middleware = _http_auth(settings) if http else (None, None, [])
+    server = build_mcp_server(service, verifier, auth, middleware)
     plugins.register_tools(server, service)
     return server
 

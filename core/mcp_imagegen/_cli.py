@@ -83,7 +83,27 @@ def build_parser() -> argparse.ArgumentParser:
     common = [_global_options(suppress=True)]
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    commands.add_parser("serve", help="Run the MCP server on stdio.", parents=common)
+    serve = commands.add_parser(
+        "serve",
+        help="Run the MCP server (stdio, or streamable HTTP).",
+        parents=common,
+    )
+    serve.add_argument(
+        "--transport",
+        choices=["stdio", "http"],
+        default="stdio",
+        help="stdio (default: a local client starts the server) or http "
+        "(streamable HTTP, see docs/http.md).",
+    )
+    serve.add_argument("--host", help="HTTP: interface to bind (server.http.host).")
+    serve.add_argument(
+        "--port", type=int, help="HTTP: port to listen on (server.http.port)."
+    )
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="HTTP: serve without authentication on a non-loopback host.",
+    )
 
     gen = commands.add_parser(
         "generate",
@@ -156,6 +176,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         logging_overrides["format"] = args.log_format
     if logging_overrides:
         overrides["logging"] = logging_overrides
+    if args.command == "serve":
+        http = {
+            k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None
+        }
+        if http:
+            overrides["server"] = {"http": http}
     return overrides
 
 
@@ -176,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config(settings)
         if args.command == "plugins":
             return _plugins(settings, as_json=args.json)
+        if args.command == "serve" and args.transport == "http":
+            return _serve_http(settings, args.allow_unauthenticated)
         if args.command == "serve":
             return _serve(settings)
         return anyio.run(_generate, settings, args)
@@ -218,16 +246,43 @@ def _serve(settings: Settings) -> int:
     try:
         return anyio.run(serve_stdio, server)
     except BaseExceptionGroup as group:
-        # The SDK enters the lifespan inside its task groups, so a component that
-        # fails to start (an unwritable image directory, an unreachable bucket)
-        # arrives wrapped; re-raise our own error for main() to report in one line.
-        ours = group.subgroup(lambda exc: isinstance(exc, MCPImageError))
-        if ours is None:
-            raise
-        first: BaseException = ours
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
+        _raise_ours(group)
+        raise
+
+
+def _raise_ours(group: BaseExceptionGroup[BaseException]) -> None:
+    """Re-raise the first of our own errors inside ``group``, if there is one.
+
+    The SDK enters the lifespan inside its task groups, so a component that
+    fails to start (an unwritable image directory, an unreachable bucket)
+    arrives wrapped; re-raise our own error for main() to report in one line.
+    """
+    ours = group.subgroup(lambda exc: isinstance(exc, MCPImageError))
+    if ours is None:
+        return
+    first: BaseException = ours
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    raise first from None
+
+
+def _serve_http(settings: Settings, allow_unauthenticated: bool) -> int:
+    from mcp_imagegen._app import create_server
+    from mcp_imagegen._http import exposure_problem, serve_http
+    from mcp_imagegen._memory import limit_arenas_for_serving
+
+    # Before building anything: nothing is bound or started when refused.
+    problem = exposure_problem(settings, allow_unauthenticated=allow_unauthenticated)
+    if problem:
+        print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    limit_arenas_for_serving()
+    server = create_server(settings, http=True)
+    try:
+        return anyio.run(serve_http, server, settings.server.http)
+    except BaseExceptionGroup as group:
+        _raise_ours(group)
+        raise
 
 
 def example_config() -> str:

@@ -81,6 +81,57 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _check_public_url(value: str | None) -> str | None:
+    """Accept an absolute ``http(s)://host[:port][/path]`` URL without credentials.
+
+    The URL is shown to clients (image links), so credentials in it would leak;
+    the error never repeats the value's userinfo (:func:`redact_url_text`).
+    """
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            "must be an absolute http:// or https:// URL with a host, e.g. "
+            "https://images.example.com"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "must not hold credentials (user:password@): it is shown to clients"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query (?...) or fragment (#...)")
+    return value.rstrip("/")
+
+
+class HttpSettings(_Section):
+    """``[server.http]``: ``serve --transport http`` (streamable HTTP)."""
+
+    #: Interface to bind. Anything but loopback needs [server.auth] or
+    #: ``--allow-unauthenticated``.
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8000, ge=1, le=65535)
+    #: Path of the MCP endpoint.
+    path: str = Field("/mcp", pattern=r"^/[^\s?#]*$")
+    #: No sessions: every request stands alone, so any replica can answer it.
+    stateless: bool = True
+    #: The externally visible base URL (https://images.example.com).
+    public_url: Annotated[str | None, pydantic.AfterValidator(_check_public_url)] = None
+    #: Host headers accepted on the MCP endpoint (DNS-rebinding protection), in
+    #: addition to the loopback names (when bound to loopback) and public_url's
+    #: host. ``name:*`` accepts any port.
+    allowed_hosts: NameList = Field(default_factory=list)
+    #: Origin headers accepted, in addition to the loopback origins (when bound to
+    #: loopback) and public_url's origin. ``scheme://name:*`` accepts any port.
+    allowed_origins: NameList = Field(default_factory=list)
+    #: How long SIGTERM waits for in-flight calls before cancelling them.
+    drain_timeout: timedelta = Field(timedelta(seconds=30), ge=timedelta(0))
+    #: Largest request body accepted (413 beyond).
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+
+
 #: The scopes the MCP tools and resources ask for (see ``_http.auth.TOOL_SCOPES``).
 IMAGE_SCOPES = ("images:generate", "images:read", "images:delete")
 
@@ -156,6 +207,7 @@ class ServerSettings(_Section):
     max_queued_generations: int = Field(16, ge=0, le=10_000)
     #: Longest a request waits for a slot before it is refused as busy.
     queue_timeout: timedelta = timedelta(seconds=60)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
 
 class LimitsSettings(_Section):

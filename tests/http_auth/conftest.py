@@ -21,11 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from mcp_imagegen._app import build_service
+from mcp_imagegen._app import create_server
 from mcp_imagegen._config import Settings
-from mcp_imagegen._http.auth import auth_for, install_resource_metadata
+from mcp_imagegen._http.auth import install_resource_metadata
 from mcp_imagegen._logs import configure_logging
-from mcp_imagegen._mcp import build_mcp_server
 from mcp_imagegen._plugins import PluginManager
 
 ISSUER = "https://issuer.example.test"
@@ -84,18 +83,21 @@ def serve(
     stack: list[Any] = []
 
     def start(auth: Mapping[str, Any], *, stateless: bool = True) -> Running:
+        sock = bound_socket()
+        port = sock.getsockname()[1]
         settings = make_settings(
-            {"server": {"auth": dict(auth)}, "logging": {"level": "debug"}}
+            {
+                "server": {"auth": dict(auth), "http": {"port": port}},
+                "logging": {"level": "debug"},
+            }
         )
         configure_logging(settings.logging)
-        sock = bound_socket()
-        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        base = f"http://127.0.0.1:{port}"
         url = base + "/mcp"
-        verifier, sdk_auth = auth_for(settings, url)
-        service = build_service(settings, plugin_manager)
-        server = build_mcp_server(service, verifier, sdk_auth)
+        # The composition root's HTTP wiring: verifier, auth settings, scopes.
+        server = create_server(settings, plugin_manager, http=True)
         app = server.streamable_http_app(stateless_http=stateless)
-        install_resource_metadata(app, settings, url)
+        install_resource_metadata(app, settings)
         running = run_app(app, sock)
         running.__enter__()
         stack.append(running)

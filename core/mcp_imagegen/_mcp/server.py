@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.context import ServerMiddleware
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ResourceTemplate
 from pydantic import AnyUrl
 
 from mcp_imagegen import __version__
-from mcp_imagegen._http.auth import ScopeMiddleware
 from mcp_imagegen._mcp import backends, gallery, generation, resources
 from mcp_imagegen._mcp.tools import service_of
 from mcp_imagegen._service import ImageService
@@ -71,14 +71,15 @@ def build_mcp_server(
     service: ImageService,
     token_verifier: TokenVerifier | None = None,
     auth: AuthSettings | None = None,
+    middleware: Sequence[ServerMiddleware[Any]] = (),
 ) -> ImageGenServer:
     """Create the MCP server with every tool and resource over ``service``.
 
     The tools' argument schemas are built from ``service``'s configuration and
     its loaded backends and steps; the server's lifespan starts and stops
-    ``service`` and hands it to each request. ``token_verifier`` and ``auth``
-    come from ``_http.auth.auth_for``: with them the HTTP app requires a token,
-    and each tool and resource its scope.
+    ``service`` and hands it to each request. ``token_verifier``, ``auth`` and
+    ``middleware`` come from the composition root for HTTP with
+    ``[server.auth]``: a token on every request, a scope per tool and resource.
     """
 
     @asynccontextmanager
@@ -100,7 +101,7 @@ def build_mcp_server(
         log_level="WARNING",
         token_verifier=token_verifier,
         auth=auth,
-        middleware=[ScopeMiddleware()] if token_verifier is not None else None,
+        middleware=list(middleware) or None,
     )
     generation.register(server, service)
     gallery.register(server, service)

@@ -1,0 +1,116 @@
+"""Run the HTTP app under uvicorn, with our own signal handling and drain."""
+
+from __future__ import annotations
+
+import math
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import anyio
+import anyio.abc
+import structlog
+import uvicorn
+
+from mcp_imagegen._config import HttpSettings
+from mcp_imagegen._http.app import Lifecycle, build_app
+from mcp_imagegen._http.safety import is_loopback
+from mcp_imagegen._mcp import ImageGenServer
+
+log = structlog.get_logger("mcp_imagegen._http")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers.
+
+    uvicorn re-raises a captured SIGTERM after shutting down, so the process
+    would die by the signal instead of exiting 0 after a clean drain; the
+    signals are handled by :func:`serve_http` instead.
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_http(server: ImageGenServer, http: HttpSettings) -> int:
+    """Serve MCP over streamable HTTP until SIGTERM or SIGINT.
+
+    A signal stops accepting connections, flips ``/readyz`` to 503, refuses new
+    MCP requests, and lets in-flight ones finish for up to ``drain_timeout``;
+    then the rest are cancelled (their backend requests with them), the service
+    stops and the process exits 0. A second signal stops at once.
+
+    Args:
+        server: The server to run.
+        http: ``[server.http]``.
+
+    Returns:
+        The exit code (0).
+
+    Raises:
+        BaseException: whatever stopped the service from starting.
+    """
+    lifecycle = Lifecycle()
+    app = build_app(server, http, lifecycle)
+    drain = http.drain_timeout.total_seconds()
+    grace = math.ceil(drain)  # uvicorn takes whole seconds
+    config = uvicorn.Config(
+        app,
+        host=http.host,
+        port=http.port,
+        lifespan="on",
+        # Our logging is configured already (stderr, structlog formatting).
+        log_config=None,
+        timeout_graceful_shutdown=grace,
+        server_header=False,
+    )
+    web = _Server(config)
+    if not is_loopback(http.host) and not (http.public_url or http.allowed_hosts):
+        log.warning(
+            "http_no_allowed_hosts",
+            detail="bound beyond loopback with neither server.http.public_url nor "
+            "server.http.allowed_hosts: every MCP request is refused (421)",
+        )
+
+    async def watch_drain() -> None:
+        # uvicorn waits (a moment after us) for open connections, then cancels
+        # what still runs; say so in our own log, naming the setting.
+        with anyio.move_on_after(grace):
+            # uvicorn has no event for its connection set; it polls it too.
+            while web.server_state.connections:  # noqa: ASYNC110
+                await anyio.sleep(0.1)
+            return
+        log.warning(
+            "drain_timeout_exceeded",
+            drain_timeout=drain,
+            open_connections=len(web.server_state.connections),
+            detail="calls still running are cancelled (server.http.drain_timeout)",
+        )
+
+    async def handle_signals(group: anyio.abc.TaskGroup) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if lifecycle.draining:
+                    log.warning("shutdown_forced", signal=name)
+                    web.force_exit = True
+                    continue
+                lifecycle.begin_drain()
+                web.should_exit = True
+                log.info("drain_started", signal=name, drain_timeout=drain)
+                group.start_soon(watch_drain)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(handle_signals, group)
+        try:
+            await web.serve()
+        except SystemExit:
+            # uvicorn exits when the app's startup fails; report why instead.
+            if lifecycle.startup_error is None:
+                raise
+        group.cancel_scope.cancel()
+    if lifecycle.startup_error is not None:
+        raise lifecycle.startup_error
+    log.info("server_stopped")
+    return 0
