@@ -42,8 +42,15 @@ def rss_kb(pid: int) -> int:
 
 
 def child_pid() -> int:
+    """The ``mcp-imagegen serve`` child (other children, such as test servers
+    started by session fixtures, may run beside it)."""
     me = os.getpid()
-    [pid] = Path(f"/proc/{me}/task/{me}/children").read_text().split()
+    children = Path(f"/proc/{me}/task/{me}/children").read_text().split()
+    [pid] = [
+        pid
+        for pid in children
+        if MCP_IMAGEGEN_BIN.name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
     return int(pid)
 
 

@@ -74,7 +74,9 @@ async def test_healthy_requests_between_500s_all_succeed(
                     failures.append(f"call {number} ({fault}): {text[:300]}")
 
     assert failures == [], "\n".join(failures)
-    assert proxy.actions["500"] == KSERVE_SEQUENCE.count("500"), proxy.actions
+    # Every injected 500 reached the model. A request whose connection broke
+    # before any answer is retried (and may be counted again), so at least.
+    assert proxy.actions["500"] >= KSERVE_SEQUENCE.count("500"), proxy.actions
 
 
 # -- S3 outage ----------------------------------------------------------------------
