@@ -13,15 +13,18 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpx
+import mcp
 import pytest
 from mcp.types import CallToolResult, TextContent
 
-from mcp_imagegen._config import redacted_dump, settings_from_dict
+from mcp_imagegen._app import create_server
+from mcp_imagegen._config import Settings, redacted_dump, settings_from_dict
 from mcp_imagegen.errors import ConfigurationError
 from tests.conftest import stored_file
 from tests.http.conftest import HttpServer, StartServer, free_port
@@ -94,9 +97,17 @@ async def test_results_link_a_signed_url_that_serves_the_image_without_a_token(
     start_server: StartServer,
 ) -> None:
     server = start_public(start_server, **{"server.auth": {"mode": "bearer"}})
-    result = await generate(server, Authorization=f"Bearer {TOKEN}")
-    [info] = result.structured_content["images"]  # type: ignore[index]
-    image_id, url = info["id"], info["url"]
+    with anyio.fail_after(60):
+        async with server.session(Authorization=f"Bearer {TOKEN}") as session:
+            result = await session.call_tool(
+                "generate_image", {"prompt": "a lighthouse", "width": 128, "height": 64}
+            )
+            [info] = result.structured_content["images"]  # type: ignore[index]
+            image_id, url = info["id"], info["url"]
+            got_image = await session.call_tool(
+                "get_image", {"image_id": image_id, "inline": "none"}
+            )
+            listed = await session.call_tool("list_images", {})
     stored = stored_file(server.images, image_id, "png").read_bytes()
 
     parts = urlsplit(url)
@@ -116,6 +127,14 @@ async def test_results_link_a_signed_url_that_serves_the_image_without_a_token(
     assert 0 < exp - time.time() <= 24 * 3600
     [text] = [b for b in result.content if isinstance(b, TextContent)]
     assert url in text.text
+    # Every tool that describes an image links it the same way.
+    later = [got_image.structured_content["url"]] + [  # type: ignore[index]
+        i["url"]
+        for i in listed.structured_content["images"]  # type: ignore[index]
+    ]
+    for link in later:
+        assert link.startswith(f"{server.base}/images/{image_id}?exp="), link
+    assert query["sig"][0] not in server.log_text()
 
     assert got.status_code == 200
     assert got.content == stored
@@ -244,3 +263,47 @@ async def test_without_public_url_file_storage_keeps_its_file_url(
 
     assert info["url"].startswith("file://")
     assert info["url"].endswith(f"/{info['id']}.png")
+
+
+async def test_stdio_results_keep_file_urls_even_with_public_url(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(
+        {"server": {"http": {"public_url": "https://images.example.com"}}}
+    )
+    with anyio.fail_after(60):
+        async with mcp.Client(create_server(settings)) as client:
+            result = await client.call_tool(
+                "generate_image", {"prompt": "a dune", "width": 64, "height": 64}
+            )
+    [info] = result.structured_content["images"]  # type: ignore[index]
+    [text] = [b for b in result.content if isinstance(b, TextContent)]
+
+    assert info["url"].startswith("file://")
+    assert info["path"] in text.text
+
+
+async def test_replicas_need_the_shared_secret_for_each_others_links(
+    start_server: StartServer,
+) -> None:
+    # Without url_secret each process signs with its own: B refuses A's link.
+    alone_a = start_server(
+        config={"server.http": {"public_url": "http://images.example.com"}}
+    )
+    alone_b = start_server()
+    # With the secret shared, B serves A's link (one image folder stands in
+    # for the shared bucket: both use the same storage directory).
+    shared_a = start_public(start_server)
+    shared_b = start_public(start_server)
+    assert shared_a.images == shared_b.images == alone_a.images == alone_b.images
+
+    alone = (await generate(alone_a)).structured_content["images"][0]["url"]  # type: ignore[index]
+    shared = (await generate(shared_a)).structured_content["images"][0]["url"]  # type: ignore[index]
+    path = urlsplit(alone).path + "?" + urlsplit(alone).query
+    async with httpx.AsyncClient() as client:
+        on_b = await client.get(alone_b.base + path)
+        shared_on_b = await client.get(shared.replace(shared_a.base, shared_b.base, 1))
+
+    assert on_b.status_code == 403
+    assert "signature" in on_b.json()["error"]
+    assert shared_on_b.status_code == 200
