@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from mcp.server.context import ServerMiddleware
 
     from mcp_imagegen._mcp import ImageGenServer
+    from mcp_imagegen._mcp.content import ImageLink
 
 #: Exit codes of ``serve``: the shell's 128 + signal number convention.
 EXIT_SIGINT = 128 + signal.SIGINT
@@ -121,6 +122,15 @@ def _http_auth(
     return verifier, auth, [ScopeMiddleware()] if verifier is not None else []
 
 
+def _image_link(settings: Settings) -> ImageLink | None:
+    """Signed ``/images/{id}`` links when ``server.http.public_url`` is set."""
+    if settings.server.http.public_url is None:
+        return None  # no address a client could reach: keep the storage's URLs
+    from mcp_imagegen._http.images import ImageUrls
+
+    return ImageUrls.from_settings(settings.server.http).link
+
+
 def create_server(
     settings: Settings, plugins: PluginManager | None = None, *, http: bool = False
 ) -> ImageGenServer:
@@ -129,7 +139,8 @@ def create_server(
     Components are constructed (and their settings validated) now; they start when
     the server's lifespan begins, i.e. when a client connects. With ``http``, the
     server checks tokens and scopes as ``[server.auth]`` says (stdio needs none:
-    whoever starts the process owns it).
+    whoever starts the process owns it), and with ``server.http.public_url``
+    links file-stored images to its signed ``/images/{id}`` URLs.
 
     Raises:
         ConfigurationError: for any invalid setting or unknown component.
@@ -145,7 +156,8 @@ def create_server(
         plugins = load_plugins(settings.plugins.disabled)
     service = build_service(settings, plugins)
     verifier, auth, middleware = _http_auth(settings) if http else (None, None, [])
-    server = build_mcp_server(service, verifier, auth, middleware)
+    link = _image_link(settings) if http else None
+    server = build_mcp_server(service, verifier, auth, middleware, link)
     plugins.register_tools(server, service)
     return server
 

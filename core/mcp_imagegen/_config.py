@@ -130,6 +130,16 @@ class HttpSettings(_Section):
     drain_timeout: timedelta = Field(timedelta(seconds=30), ge=timedelta(0))
     #: Largest request body accepted (413 beyond).
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    #: Signs the /images/{id} links of tool results (HMAC-SHA256); set it through
+    #: MCP_IMAGEGEN_SERVER__HTTP__URL_SECRET. Unset: a fresh one per process, so
+    #: links die with the process and one replica cannot serve another's links;
+    #: replicas must share it.
+    url_secret: SecretStr | None = Field(None, min_length=32)
+    #: How long a signed /images/{id} link stays valid. Links are capabilities
+    #: (whoever holds one sees the image, no token needed) and end up in chat
+    #: transcripts and browser histories; a day lets a user come back to a
+    #: conversation, then the leaked link is dead.
+    url_ttl: timedelta = Field(timedelta(hours=24), gt=timedelta(0))
 
 
 #: The scopes the MCP tools and resources ask for (see ``_http.auth.TOOL_SCOPES``).

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_imagegen._config import HttpSettings
 from mcp_imagegen._http.auth import install_resource_metadata
+from mcp_imagegen._http.images import ImageUrls, image_route
 from mcp_imagegen._http.safety import transport_security
 from mcp_imagegen._mcp import ImageGenServer
 from mcp_imagegen._service import HEALTH_CHECK_TIMEOUT, ImageService
@@ -70,7 +71,8 @@ def build_app(
 
     The SDK's streamable HTTP app (its session manager enters the server's
     lifespan once per process, also when stateless), with ``/healthz``,
-    ``/readyz`` and the refusal of new requests while draining.
+    ``/readyz``, the signed ``/images/{id}`` links and the refusal of new
+    requests while draining.
     """
     app = server.streamable_http_app(
         streamable_http_path=http.path,
@@ -115,6 +117,8 @@ def build_app(
         [
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            # Outside the MCP endpoint's auth: its links carry their own signature.
+            image_route(service, ImageUrls.from_settings(http)),
         ]
     )
     sdk_lifespan = app.router.lifespan_context

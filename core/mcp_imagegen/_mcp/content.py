@@ -7,6 +7,7 @@ Inline image data shares one budget per call, ``server.max_inline_bytes``
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any, Literal
 
 import anyio
@@ -20,6 +21,11 @@ from mcp_imagegen.models import ImageRecord
 
 #: What image data a tool returns: a small preview, the stored bytes, or none.
 Inline = Literal["preview", "full", "none"]
+
+#: An image id → a link clients can open over the network. Over HTTP with
+#: ``server.http.public_url`` it is the server's signed ``/images/{id}`` URL,
+#: handed in by the composition root (this package knows nothing of HTTP).
+ImageLink = Callable[[str], str]
 
 
 # -- structured results (outputSchema) ------------------------------------------
@@ -86,13 +92,22 @@ class BackendList(BaseModel):
 # -- builders -------------------------------------------------------------------
 
 
-async def image_info(service: ImageService, record: ImageRecord) -> ImageInfo:
-    """The structured description of one stored image, with its link and path."""
+async def image_info(
+    service: ImageService, record: ImageRecord, link: ImageLink | None = None
+) -> ImageInfo:
+    """The structured description of one stored image, with its link and path.
+
+    With ``link``, a storage without URLs of its own (``file://``) gets
+    ``link``'s URL instead: a remote client cannot open the server's files.
+    """
     path = service.storage.local_path(record.id)
+    url = await service.storage.url_for(record.id)
+    if link is not None and not url.startswith(("http://", "https://")):
+        url = link(record.id)
     return ImageInfo(
         id=record.id,
         uri=f"image://{record.id}",
-        url=await service.storage.url_for(record.id),
+        url=url,
         path=str(path) if path else None,
         mime_type=record.mime_type,
         width=record.width,
@@ -113,13 +128,13 @@ async def image_info(service: ImageService, record: ImageRecord) -> ImageInfo:
 
 
 async def listed_infos(
-    service: ImageService, records: list[ImageRecord]
+    service: ImageService, records: list[ImageRecord], link: ImageLink | None = None
 ) -> list[ImageInfo]:
     """Entries for a listed page; images deleted since the listing are left out."""
     infos: list[ImageInfo] = []
     for record in records:
         try:
-            infos.append(await image_info(service, record))
+            infos.append(await image_info(service, record, link))
         except ImageNotFoundError:
             # Another call deleted it after the page was read (url_for may need
             # its record again): the page shows what exists, it does not fail.
@@ -184,9 +199,12 @@ def _link(info: ImageInfo, record: ImageRecord) -> ResourceLink:
     )
 
 
-def _summary(infos: list[ImageInfo], notes: list[str | None]) -> TextContent:
+def _summary(
+    infos: list[ImageInfo], notes: list[str | None], linked: bool
+) -> TextContent:
+    # With network links the server's own paths mean nothing to the reader.
     lines = [
-        f"- {info.id}: {info.path or info.url} "
+        f"- {info.id}: {info.url if linked else info.path or info.url} "
         f"({info.width}x{info.height} {info.mime_type}, seed {info.seed})"
         + (f"; {note}" if note else "")
         for info, note in zip(infos, notes, strict=True)
@@ -199,15 +217,17 @@ async def image_content(
     service: ImageService,
     items: list[tuple[ImageRecord, bytes | None]],
     inline: Inline,
+    link: ImageLink | None = None,
 ) -> tuple[list[ContentBlock], list[ImageInfo]]:
     """Content blocks and structured entries for images of one call.
 
     Each image gets its inline block (if asked for and within the shared
     budget), a resource link, and a line in one closing text block. ``bytes``
-    may be None when ``inline`` is "none".
+    may be None when ``inline`` is "none". ``link`` as for :func:`image_info`;
+    with it the text lines show the URLs rather than server paths.
     """
     content: list[ContentBlock] = []
-    infos = [await image_info(service, record) for record, _ in items]
+    infos = [await image_info(service, record, link) for record, _ in items]
     notes: list[str | None] = []
     budget = service.settings.server.max_inline_bytes
     for (record, data), info in zip(items, infos, strict=True):
@@ -219,5 +239,5 @@ async def image_content(
                 content.append(block)
         notes.append(note)
         content.append(_link(info, record))
-    content.append(_summary(infos, notes))
+    content.append(_summary(infos, notes, linked=link is not None))
     return content, infos

@@ -18,7 +18,13 @@ from mcp_imagegen._mcp.content import (
     image_content,
     listed_infos,
 )
-from mcp_imagegen._mcp.tools import ToolContext, add_tool, service_of, tool_errors
+from mcp_imagegen._mcp.tools import (
+    ToolContext,
+    add_tool,
+    link_of,
+    service_of,
+    tool_errors,
+)
 from mcp_imagegen._service import MAX_LIST_LIMIT, ImageService
 from mcp_imagegen.models import ImageRecord
 
@@ -41,7 +47,7 @@ async def list_images(
     with tool_errors("list_images"):
         page = await service.list_images(limit, cursor)
         return ImageList(
-            images=await listed_infos(service, page.items),
+            images=await listed_infos(service, page.items, link_of(ctx)),
             next_cursor=page.next_cursor,
         )
 
@@ -60,7 +66,7 @@ async def get_image(
         else:
             stored = await service.load(image_id)
             item = (stored.record, stored.data)
-        content, infos = await image_content(service, [item], inline)
+        content, infos = await image_content(service, [item], inline, link_of(ctx))
         return CallToolResult(
             content=content, structured_content=infos[0].model_dump(mode="json")
         )

@@ -12,7 +12,13 @@ from pydantic.fields import FieldInfo
 
 from mcp_imagegen._mcp import fields
 from mcp_imagegen._mcp.content import GenerateResult, Inline, image_content
-from mcp_imagegen._mcp.tools import ToolContext, add_tool, service_of, tool_errors
+from mcp_imagegen._mcp.tools import (
+    ToolContext,
+    add_tool,
+    link_of,
+    service_of,
+    tool_errors,
+)
 from mcp_imagegen._service import ImageService
 
 
@@ -64,7 +70,10 @@ async def generate_image(
             output_format=output_format,
         )
         content, infos = await image_content(
-            service, [(image.record, image.data) for image in stored], inline
+            service,
+            [(image.record, image.data) for image in stored],
+            inline,
+            link_of(ctx),
         )
         return CallToolResult(
             content=content,
@@ -87,7 +96,7 @@ async def transform_image(
     with tool_errors("transform_image"):
         image = await service.transform_stored(image_id, postprocess, output_format)
         content, infos = await image_content(
-            service, [(image.record, image.data)], inline
+            service, [(image.record, image.data)], inline, link_of(ctx)
         )
         return CallToolResult(
             content=content,

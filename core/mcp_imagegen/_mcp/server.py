@@ -17,6 +17,7 @@ from pydantic import AnyUrl
 
 from mcp_imagegen import __version__
 from mcp_imagegen._mcp import backends, gallery, generation, resources
+from mcp_imagegen._mcp.content import ImageLink
 from mcp_imagegen._mcp.tools import service_of
 from mcp_imagegen._service import ImageService
 
@@ -35,10 +36,15 @@ class ImageGenServer(MCPServer[ImageService]):
     Attributes:
         service: the service the lifespan starts; tools and resources reach it
             through the request's lifespan context.
+        image_link: turns an image id into a network link for tool results
+            whose storage has none of its own (over HTTP with ``public_url``).
     """
 
-    def __init__(self, service: ImageService, **kwargs: Any) -> None:
+    def __init__(
+        self, service: ImageService, image_link: ImageLink | None = None, **kwargs: Any
+    ) -> None:
         self.service = service
+        self.image_link = image_link
         super().__init__(**kwargs)
 
     async def read_resource(
@@ -72,6 +78,7 @@ def build_mcp_server(
     token_verifier: TokenVerifier | None = None,
     auth: AuthSettings | None = None,
     middleware: Sequence[ServerMiddleware[Any]] = (),
+    image_link: ImageLink | None = None,
 ) -> ImageGenServer:
     """Create the MCP server with every tool and resource over ``service``.
 
@@ -80,6 +87,8 @@ def build_mcp_server(
     ``service`` and hands it to each request. ``token_verifier``, ``auth`` and
     ``middleware`` come from the composition root for HTTP with
     ``[server.auth]``: a token on every request, a scope per tool and resource.
+    ``image_link`` (HTTP with ``public_url``) links results of a storage that
+    has no URLs of its own (``file://``) to the server's ``/images/{id}``.
     """
 
     @asynccontextmanager
@@ -94,6 +103,7 @@ def build_mcp_server(
 
     server = ImageGenServer(
         service,
+        image_link,
         name=service.settings.server.name,
         version=__version__,
         instructions=INSTRUCTIONS,

@@ -19,6 +19,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic.fields import FieldInfo
 
+from mcp_imagegen._mcp.content import ImageLink
 from mcp_imagegen._service import ImageService
 from mcp_imagegen.errors import MCPImageError
 
@@ -35,6 +36,13 @@ def service_of(ctx: ToolContext) -> ImageService:
         ValueError: when ``ctx`` belongs to no request.
     """
     return ctx.request_context.lifespan_context
+
+
+def link_of(ctx: ToolContext) -> ImageLink | None:
+    """The network link for images the server was given, if any (HTTP only)."""
+    # Read by name: ``server`` (which defines ImageGenServer) imports this module.
+    link: ImageLink | None = getattr(ctx.mcp_server, "image_link", None)
+    return link
 
 
 def add_tool(
