@@ -104,6 +104,8 @@ async def test_results_link_a_signed_url_that_serves_the_image_without_a_token(
             )
             [info] = result.structured_content["images"]  # type: ignore[index]
             image_id, url = info["id"], info["url"]
+            # The server's own file path means nothing to a remote client.
+            assert info["path"] is None
             got_image = await session.call_tool(
                 "get_image", {"image_id": image_id, "inline": "none"}
             )

@@ -98,9 +98,10 @@ async def image_info(
     """The structured description of one stored image, with its link and path.
 
     With ``link``, a storage without URLs of its own (``file://``) gets
-    ``link``'s URL instead: a remote client cannot open the server's files.
+    ``link``'s URL instead, and no path: a remote client cannot open the
+    server's files, and their layout is none of its business.
     """
-    path = service.storage.local_path(record.id)
+    path = None if link is not None else service.storage.local_path(record.id)
     url = await service.storage.url_for(record.id)
     if link is not None and not url.startswith(("http://", "https://")):
         url = link(record.id)
