@@ -19,7 +19,7 @@ calls/s, p50/p99 latency, ratios to the bare server, and the server's RSS after
 the run (VmRSS and its peak VmHWM from /proc/<pid>/status).
 
     .venv/bin/python bench/streamable_http.py [--calls 40] [--clients 64]
-        [--per-client 20] [--slots 4] [--queue 64]
+        [--per-client 20] [--slots 4] [--queue 64] [--no-chain]
 """
 
 from __future__ import annotations
@@ -205,6 +205,11 @@ async def main() -> None:
         "--slots", type=int, default=4, help="max_concurrent_generations"
     )
     parser.add_argument("--queue", type=int, default=64, help="max_queued_generations")
+    parser.add_argument(
+        "--no-chain",
+        action="store_true",
+        help="run mcp-imagegen with generation.postprocess = [] (no recipe embedding)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-http-"))
     env = {"PATH": os.environ["PATH"], "HOME": str(work), "XDG_DATA_HOME": str(work)}
@@ -213,7 +218,8 @@ async def main() -> None:
     config.write_text(
         f"[server]\nmax_concurrent_generations = {args.slots}\n"
         f"max_queued_generations = {args.queue}\n"
-        f"[server.http]\nport = {ours_port}\n",
+        f"[server.http]\nport = {ours_port}\n"
+        + ("[generation]\npostprocess = []\n" if args.no_chain else ""),
         encoding="utf-8",
     )
     log = work / "stderr.log"
@@ -250,7 +256,11 @@ async def main() -> None:
         ours.stop()
 
     ours_ms, bare_ms = (medians[n] * 1000 for n in ("mcp-imagegen", "bare"))
-    print(f"1) generate_image 512x512 over streamable HTTP, {args.calls} calls each")
+    chain = "none" if args.no_chain else "default (metadata)"
+    print(
+        f"1) generate_image 512x512 over streamable HTTP, {args.calls} calls each, "
+        f"mcp-imagegen's chain: {chain}"
+    )
     print(f"   mcp-imagegen median: {ours_ms:7.2f} ms")
     print(f"   bare MCPServer median: {bare_ms:7.2f} ms")
     print(f"   ratio: {ours_ms / bare_ms:.2f} (goal <= 1.3)")
