@@ -36,7 +36,7 @@ pytest: $(VENV)/.installed-test
 test: lint typecheck pytest
 
 bench: $(VENV)/.installed-test
-	for script in startup generate kserve_client storage postprocess memory; do \
+	for script in startup generate kserve_client storage postprocess memory streamable_http; do \
 		echo "== bench/$$script.py"; $(BIN)/python bench/$$script.py || exit 1; \
 	done
 
