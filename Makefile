@@ -43,7 +43,7 @@ pytest: $(VENV)/.installed-test $(NODE_TOOLS)/.installed
 test: lint typecheck pytest
 
 bench: $(VENV)/.installed-test
-	for script in startup generate kserve_client storage postprocess memory; do \
+	for script in startup generate kserve_client storage postprocess memory streamable_http; do \
 		echo "== bench/$$script.py"; $(BIN)/python bench/$$script.py || exit 1; \
 	done
 

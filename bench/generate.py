@@ -44,8 +44,10 @@ async def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-generate-"))
     env = {"PATH": os.environ["PATH"], "HOME": str(work), "XDG_DATA_HOME": str(work)}
+    # --no-chain used to change only the printed label; the server needs the setting.
+    chain_env = {"MCP_IMAGEGEN_GENERATION__POSTPROCESS": "[]"} if args.no_chain else {}
     ours = StdioServerParameters(
-        command=str(BIN / "mcp-imagegen"), args=["serve"], env=env
+        command=str(BIN / "mcp-imagegen"), args=["serve"], env={**env, **chain_env}
     )
     bare_script = str(HERE / "bare_server.py")
     times: dict[str, list[float]] = {"ours": [], "same": [], "draws": []}
