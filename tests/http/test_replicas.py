@@ -8,13 +8,16 @@ them through the environment, as a deployment would pass them.
 from __future__ import annotations
 
 import base64
+import hashlib
 import uuid
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from mcp.types import BlobResourceContents, CallToolResult, ImageContent, TextContent
 
+from mcp_imagegen._http.images import ImageUrls
 from tests.conftest import image_size
 from tests.http.conftest import HttpServer, StartServer
 from tests.s3.conftest import seaweed  # noqa: F401  (a fixture used here)
@@ -22,9 +25,15 @@ from tests.s3.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.s3]
 
+#: What replicas share so each opens the links of the others (docs/http.md).
+URL_SECRET = "replicas-share-this-url-secret-0123456789"
+
 
 def start_replica(
-    start_server: StartServer, s3: SeaweedServer, prefix: str
+    start_server: StartServer,
+    s3: SeaweedServer,
+    prefix: str,
+    env: dict[str, str] | None = None,
 ) -> HttpServer:
     """One replica on the shared bucket and prefix; secrets only in its env."""
     table = s3.storage_table(prefix=prefix)
@@ -34,6 +43,7 @@ def start_replica(
         env={
             "MCP_IMAGEGEN_STORAGE__S3__ACCESS_KEY_ID": ACCESS_KEY,
             "MCP_IMAGEGEN_STORAGE__S3__SECRET_ACCESS_KEY": SECRET_KEY,
+            **(env or {}),
         },
     )
 
@@ -90,9 +100,28 @@ async def test_an_image_made_on_one_replica_is_served_and_deleted_by_the_other(
         assert SECRET_KEY not in replica.log_text()
 
 
-@pytest.mark.skip(
-    reason="GET /images/{id} (issue 10's image route, another engineer's item) is "
-    "not on main yet; fetch it from replica B once it lands"
-)
-async def test_the_image_route_of_the_other_replica_serves_the_image() -> None:
-    """Placeholder for the issue's step 'fetch /images/{id} on replica B'."""
+async def test_the_image_route_of_the_other_replica_serves_the_image(
+    start_server: StartServer,
+    seaweed: SeaweedServer,  # noqa: F811  (the imported fixture)
+) -> None:
+    prefix = f"replicas-{uuid.uuid4().hex[:12]}/"
+    shared = {"MCP_IMAGEGEN_SERVER__HTTP__URL_SECRET": URL_SECRET}
+    replica_a = start_replica(start_server, seaweed, prefix, shared)
+    replica_b = start_replica(start_server, seaweed, prefix, shared)
+    with anyio.fail_after(120):
+        async with replica_a.session() as on_a:
+            generated: Any = await on_a.call_tool(
+                "generate_image", {"prompt": "a pier", "width": 96, "height": 64}
+            )
+            assert not generated.is_error, text_of(generated)
+            [info] = generated.structured_content["images"]
+        # A capability link signed with the replicas' shared secret, as replica A
+        # would sign it for a file-stored image, opened on replica B.
+        link = ImageUrls(URL_SECRET.encode(), 600, replica_b.base).link(info["id"])
+        async with httpx.AsyncClient() as client:
+            got = await client.get(link)
+
+    assert got.status_code == 200, got.text
+    assert got.headers["etag"] == f'"{hashlib.sha256(got.content).hexdigest()}"'
+    assert got.headers["content-type"] == info["mime_type"]
+    assert image_size(got.content) == (96, 64)
