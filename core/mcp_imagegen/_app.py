@@ -27,7 +27,7 @@ from mcp_imagegen._config import (
 )
 from mcp_imagegen._logs import configure_logging
 from mcp_imagegen._plugins import Kind, PluginManager, load_plugins
-from mcp_imagegen._service import ImageService
+from mcp_imagegen._service import NULL_OBSERVER, ImageService, ServiceObserver
 from mcp_imagegen.interfaces import (
     Component,
     ImageStorage,
@@ -80,7 +80,10 @@ def build_components(settings: Settings, plugins: PluginManager) -> Components:
 
 
 def build_service(
-    settings: Settings, plugins: PluginManager | None = None
+    settings: Settings,
+    plugins: PluginManager | None = None,
+    *,
+    observer: ServiceObserver = NULL_OBSERVER,
 ) -> ImageService:
     """Build the service for ``settings`` (no I/O yet; enter it to start).
 
@@ -88,6 +91,8 @@ def build_service(
         settings: The configuration.
         plugins: The plugin manager; ``None`` loads the installed plugins, minus
             ``plugins.disabled``.
+        observer: Told about backend requests, stored images and busy
+            rejections (the metrics of ``serve --transport http``).
 
     Raises:
         ConfigurationError: for an unknown component type or an invalid table,
@@ -108,6 +113,7 @@ def build_service(
         components.storage,
         components.steps,
         announcer=announce,
+        observer=observer,
     )
 
 
