@@ -135,7 +135,8 @@ def create_server(
     Components are constructed (and their settings validated) now; they start when
     the server's lifespan begins, i.e. when a client connects. With ``http``, the
     server checks tokens and scopes as ``[server.auth]`` says (stdio needs none:
-    whoever starts the process owns it).
+    whoever starts the process owns it) and keeps Prometheus metrics (served
+    at ``/metrics`` by the HTTP app).
 
     Raises:
         ConfigurationError: for any invalid setting or unknown component.
@@ -149,8 +150,23 @@ def create_server(
 
     if plugins is None:
         plugins = load_plugins(settings.plugins.disabled)
-    service = build_service(settings, plugins)
-    verifier, auth, middleware = _http_auth(settings) if http else (None, None, [])
+    if not http:
+        service = build_service(settings, plugins)
+        server = build_mcp_server(service)
+        plugins.register_tools(server, service)
+        return server
+    from mcp_imagegen._http.metrics import PrometheusMetrics
+
+    metrics = PrometheusMetrics()
+    service = build_service(settings, plugins, observer=metrics)
+    verifier, auth, scopes = _http_auth(settings)
+
+    def is_tool(name: str) -> bool:
+        # The SDK's own lookup; tools plugins add below are found too.
+        return server._tool_manager.get_tool(name) is not None
+
+    # Metrics outermost: calls refused for their scope count as errors too.
+    middleware = [metrics.middleware(is_tool), *scopes]
     server = build_mcp_server(service, verifier, auth, middleware)
     plugins.register_tools(server, service)
     return server

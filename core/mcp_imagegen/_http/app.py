@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_imagegen._config import HttpSettings
 from mcp_imagegen._http.auth import install_resource_metadata
+from mcp_imagegen._http.metrics import metrics_of
 from mcp_imagegen._http.safety import transport_security
 from mcp_imagegen._mcp import ImageGenServer
 from mcp_imagegen._service import HEALTH_CHECK_TIMEOUT, ImageService
@@ -70,7 +71,8 @@ def build_app(
 
     The SDK's streamable HTTP app (its session manager enters the server's
     lifespan once per process, also when stateless), with ``/healthz``,
-    ``/readyz`` and the refusal of new requests while draining.
+    ``/readyz``, ``/metrics`` (when the server was built for HTTP) and the
+    refusal of new requests while draining.
     """
     app = server.streamable_http_app(
         streamable_http_path=http.path,
@@ -117,6 +119,10 @@ def build_app(
             Route("/readyz", readyz, methods=["GET"]),
         ]
     )
+    metrics = metrics_of(service)
+    if metrics is not None:
+        # No token: it is for the cluster's Prometheus, and holds counts only.
+        app.router.routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
     sdk_lifespan = app.router.lifespan_context
 
     @asynccontextmanager
