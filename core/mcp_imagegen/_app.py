@@ -27,7 +27,7 @@ from mcp_imagegen._config import (
 )
 from mcp_imagegen._logs import configure_logging
 from mcp_imagegen._plugins import Kind, PluginManager, load_plugins
-from mcp_imagegen._service import ImageService
+from mcp_imagegen._service import NULL_OBSERVER, ImageService, ServiceObserver
 from mcp_imagegen.interfaces import (
     Component,
     ImageStorage,
@@ -81,7 +81,10 @@ def build_components(settings: Settings, plugins: PluginManager) -> Components:
 
 
 def build_service(
-    settings: Settings, plugins: PluginManager | None = None
+    settings: Settings,
+    plugins: PluginManager | None = None,
+    *,
+    observer: ServiceObserver = NULL_OBSERVER,
 ) -> ImageService:
     """Build the service for ``settings`` (no I/O yet; enter it to start).
 
@@ -89,6 +92,8 @@ def build_service(
         settings: The configuration.
         plugins: The plugin manager; ``None`` loads the installed plugins, minus
             ``plugins.disabled``.
+        observer: Told about backend requests, stored images and busy
+            rejections (the metrics of ``serve --transport http``).
 
     Raises:
         ConfigurationError: for an unknown component type or an invalid table,
@@ -109,6 +114,7 @@ def build_service(
         components.storage,
         components.steps,
         announcer=announce,
+        observer=observer,
     )
 
 
@@ -139,8 +145,9 @@ def create_server(
     Components are constructed (and their settings validated) now; they start when
     the server's lifespan begins, i.e. when a client connects. With ``http``, the
     server checks tokens and scopes as ``[server.auth]`` says (stdio needs none:
-    whoever starts the process owns it), and with ``server.http.public_url``
-    links file-stored images to its signed ``/images/{id}`` URLs.
+    whoever starts the process owns it), keeps Prometheus metrics (served at
+    ``/metrics`` by the HTTP app), and with ``server.http.public_url`` links
+    file-stored images to its signed ``/images/{id}`` URLs.
 
     Raises:
         ConfigurationError: for any invalid setting or unknown component.
@@ -154,10 +161,26 @@ def create_server(
 
     if plugins is None:
         plugins = load_plugins(settings.plugins.disabled)
-    service = build_service(settings, plugins)
-    verifier, auth, middleware = _http_auth(settings) if http else (None, None, [])
-    link = _image_link(settings) if http else None
-    server = build_mcp_server(service, verifier, auth, middleware, link)
+    if not http:
+        service = build_service(settings, plugins)
+        server = build_mcp_server(service)
+        plugins.register_tools(server, service)
+        return server
+    from mcp_imagegen._http.metrics import PrometheusMetrics
+
+    metrics = PrometheusMetrics()
+    service = build_service(settings, plugins, observer=metrics)
+    verifier, auth, scopes = _http_auth(settings)
+
+    def is_tool(name: str) -> bool:
+        # The SDK's own lookup; tools plugins add below are found too.
+        return server._tool_manager.get_tool(name) is not None
+
+    # Metrics outermost: calls refused for their scope count as errors too.
+    middleware = [metrics.middleware(is_tool), *scopes]
+    server = build_mcp_server(
+        service, verifier, auth, middleware, _image_link(settings)
+    )
     plugins.register_tools(server, service)
     return server
 

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mcp_imagegen._config import HttpSettings
 from mcp_imagegen._http.auth import install_resource_metadata
 from mcp_imagegen._http.images import ImageUrls, image_route
+from mcp_imagegen._http.metrics import metrics_of
 from mcp_imagegen._http.safety import transport_security
 from mcp_imagegen._mcp import ImageGenServer
 from mcp_imagegen._service import HEALTH_CHECK_TIMEOUT, ImageService
@@ -71,8 +72,8 @@ def build_app(
 
     The SDK's streamable HTTP app (its session manager enters the server's
     lifespan once per process, also when stateless), with ``/healthz``,
-    ``/readyz``, the signed ``/images/{id}`` links and the refusal of new
-    requests while draining.
+    ``/readyz``, ``/metrics`` (when the server was built for HTTP), the signed
+    ``/images/{id}`` links and the refusal of new requests while draining.
     """
     app = server.streamable_http_app(
         streamable_http_path=http.path,
@@ -121,6 +122,10 @@ def build_app(
             image_route(service, ImageUrls.from_settings(http)),
         ]
     )
+    metrics = metrics_of(service)
+    if metrics is not None:
+        # No token: it is for the cluster's Prometheus, and holds counts only.
+        app.router.routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
     sdk_lifespan = app.router.lifespan_context
 
     @asynccontextmanager

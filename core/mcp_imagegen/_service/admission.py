@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from mcp_imagegen._service.observer import NULL_OBSERVER, ServiceObserver
 from mcp_imagegen.errors import BusyError
 
 if TYPE_CHECKING:
@@ -19,10 +20,14 @@ class Admission:
 
     Args:
         settings: The ``[server]`` section (slot count, queue length, queue timeout).
+        observer: Told about each busy rejection.
     """
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(
+        self, settings: ServerSettings, observer: ServiceObserver = NULL_OBSERVER
+    ) -> None:
         self.settings = settings
+        self.observer = observer
         self._slots = anyio.Semaphore(settings.max_concurrent_generations)
         self._waiting = 0
 
@@ -50,6 +55,7 @@ class Admission:
         except anyio.WouldBlock:
             pass
         if self._waiting >= server.max_queued_generations:
+            self.observer.busy_rejected()
             raise BusyError(
                 f"The server is busy: {server.max_concurrent_generations} generations "
                 f"running and {self._waiting} waiting. Try again shortly."
@@ -59,6 +65,7 @@ class Admission:
             with anyio.fail_after(server.queue_timeout.total_seconds()):
                 await self._slots.acquire()
         except TimeoutError:
+            self.observer.busy_rejected()
             raise BusyError(
                 "The server is busy: no generation slot became free within "
                 f"{server.queue_timeout.total_seconds():g} s. Try again shortly."

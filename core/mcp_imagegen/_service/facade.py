@@ -22,6 +22,7 @@ from mcp_imagegen._ids import validate_image_id
 from mcp_imagegen._service.admission import Admission
 from mcp_imagegen._service.events import Announcer, StoredEvents, announce_to_nobody
 from mcp_imagegen._service.health import BackendInfo, describe_backends
+from mcp_imagegen._service.observer import NULL_OBSERVER, ServiceObserver
 from mcp_imagegen._service.pipeline import Pipeline
 from mcp_imagegen._service.retention import Retention
 from mcp_imagegen._service.saving import Saver
@@ -68,6 +69,8 @@ class ImageService(ImageServiceAPI):
         storage: The storage.
         steps: Post-processing steps by configured name.
         announcer: Announces each stored image to the ``image_stored`` listeners.
+        observer: Told about backend requests, stored images and busy
+            rejections (metrics); the default ignores them.
 
     Raises:
         ConfigurationError: when ``generation.postprocess`` names an unknown step.
@@ -80,8 +83,10 @@ class ImageService(ImageServiceAPI):
         storage: ImageStorage,
         steps: dict[str, PostProcessor],
         announcer: Announcer = announce_to_nobody,
+        observer: ServiceObserver = NULL_OBSERVER,
     ) -> None:
         self.settings = settings
+        self.observer = observer
         self.backends = backends
         self.storage = storage
         self.steps = steps
@@ -92,8 +97,9 @@ class ImageService(ImageServiceAPI):
             backends,
             storage,
             steps,
-            Admission(settings.server),
-            Saver(storage, self.events, settings.logging),
+            Admission(settings.server, observer),
+            Saver(storage, self.events, settings.logging, observer),
+            observer,
         )
         self._task_group: anyio.abc.TaskGroup | None = None
         self._started: list[Component] = []

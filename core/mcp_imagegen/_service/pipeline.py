@@ -13,6 +13,12 @@ from mcp_imagegen._ids import validate_image_id
 from mcp_imagegen._memory import release_free_memory
 from mcp_imagegen._service.admission import Admission
 from mcp_imagegen._service.finishing import Finisher
+from mcp_imagegen._service.observer import (
+    NULL_OBSERVER,
+    OUTCOME_OK,
+    ServiceObserver,
+    outcome_of,
+)
 from mcp_imagegen._service.saving import Saver, build_record
 from mcp_imagegen._service.tasks import gather
 from mcp_imagegen._service.validation import (
@@ -52,6 +58,7 @@ class Pipeline:
         steps: Post-processing steps by configured name.
         admission: The generation slots.
         saver: Saves, logs and announces finished images.
+        observer: Told how each backend request ended.
 
     Raises:
         ConfigurationError: when ``generation.postprocess`` names an unknown step.
@@ -65,6 +72,7 @@ class Pipeline:
         steps: Mapping[str, PostProcessor],
         admission: Admission,
         saver: Saver,
+        observer: ServiceObserver = NULL_OBSERVER,
     ) -> None:
         self.settings = settings
         self.backends = backends
@@ -72,6 +80,7 @@ class Pipeline:
         self.steps = steps
         self.admission = admission
         self.saver = saver
+        self.observer = observer
         self.finisher = Finisher()
         self.default_chain = self.resolve_chain(
             settings.generation.postprocess, key="generation.postprocess"
@@ -180,15 +189,25 @@ class Pipeline:
         progress: ProgressReporter,
     ) -> tuple[list[GeneratedImage], float]:
         """Generate in a slot; return the images and the milliseconds it took."""
+        observer = self.observer
         async with self.admission.slot():
             started = time.perf_counter()
-            images = await engine.generate(request, progress)
+            try:
+                images = await engine.generate(request, progress)
+            except BaseException as exc:
+                # Cancellation too: a drained or abandoned call is worth counting.
+                seconds = time.perf_counter() - started
+                observer.backend_request(name, outcome_of(exc), seconds)
+                raise
             generate_ms = (time.perf_counter() - started) * 1000
         if len(images) != request.num_images:
-            raise BadBackendResponseError(
+            error = BadBackendResponseError(
                 f"Backend '{name}' returned {len(images)} images for a "
                 f"request of {request.num_images}."
             )
+            observer.backend_request(name, outcome_of(error), generate_ms / 1000)
+            raise error
+        observer.backend_request(name, OUTCOME_OK, generate_ms / 1000)
         log.debug(
             "backend_finished",
             backend=name,

@@ -10,6 +10,7 @@ import structlog
 
 from mcp_imagegen._ids import new_image_id
 from mcp_imagegen._service.events import StoredEvents
+from mcp_imagegen._service.observer import NULL_OBSERVER, ServiceObserver
 from mcp_imagegen._service.tasks import gather
 from mcp_imagegen.errors import MCPImageError, StorageError
 from mcp_imagegen.interfaces import ImageStorage, PostProcessor
@@ -71,14 +72,20 @@ class Saver:
         events: Announces each saved image.
         logging: The ``[logging]`` section (``log_prompts``: whether the success
             log line carries the prompt).
+        observer: Told about each image stored.
     """
 
     def __init__(
-        self, storage: ImageStorage, events: StoredEvents, logging: LoggingSettings
+        self,
+        storage: ImageStorage,
+        events: StoredEvents,
+        logging: LoggingSettings,
+        observer: ServiceObserver = NULL_OBSERVER,
     ) -> None:
         self.storage = storage
         self.events = events
         self.logging = logging
+        self.observer = observer
 
     async def save_all(self, records: list[ImageRecord], blobs: list[bytes]) -> None:
         """Save every image concurrently; on any failure, undo the others.
@@ -101,6 +108,7 @@ class Saver:
             ) from first
         for record in records:
             self._log(record)
+            self.observer.image_stored(record.backend)
             await self.events.announce(record)
 
     async def _save(self, record: ImageRecord, data: bytes) -> ImageRecord:
