@@ -16,12 +16,11 @@ import anyio
 from mcp_imagegen import __version__
 from mcp_imagegen._config import (
     ENV_PREFIX,
-    REDACTED,
     Settings,
-    is_secret_key,
     load_settings,
 )
 from mcp_imagegen._logs import configure_logging
+from mcp_imagegen._redaction import REDACTED, is_secret_key
 from mcp_imagegen.errors import ConfigurationError, MCPImageError, PluginError
 from mcp_imagegen.interfaces import Component
 
