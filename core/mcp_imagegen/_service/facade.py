@@ -180,7 +180,7 @@ class ImageService(ImageServiceAPI):
 
     # -- generation ----------------------------------------------------------
 
-    async def generate_stored(
+    async def generate(
         self,
         request: GenerationRequest,
         progress: ProgressReporter = ignore_progress,
@@ -199,13 +199,16 @@ class ImageService(ImageServiceAPI):
             output_format: "png", "jpeg" or "webp"; ``None`` uses
                 ``generation.output_format`` (unset: keep the backend's format).
 
+        Returns:
+            The stored images: each record is ``.record``, its bytes ``.data``.
+
         Raises:
             ValidationError: for a request outside the limits.
             BusyError: when no generation slot frees up in time.
             BackendError: when the backend fails.
             PostProcessingError, StorageError: when a later stage fails.
         """
-        return await self.pipeline.generate_stored(
+        return await self.pipeline.generate(
             request,
             progress,
             backend=backend,
@@ -213,26 +216,7 @@ class ImageService(ImageServiceAPI):
             output_format=output_format,
         )
 
-    async def generate(
-        self,
-        request: GenerationRequest,
-        progress: ProgressReporter = ignore_progress,
-        *,
-        backend: str | None = None,
-        postprocess: Sequence[str] | None = None,
-        output_format: str | None = None,
-    ) -> list[ImageRecord]:
-        """Like :meth:`generate_stored`, returning only the records."""
-        stored = await self.pipeline.generate_stored(
-            request,
-            progress,
-            backend=backend,
-            postprocess=postprocess,
-            output_format=output_format,
-        )
-        return [image.record for image in stored]
-
-    async def transform_stored(
+    async def transform(
         self,
         image_id: str,
         postprocess: Sequence[str],
@@ -242,22 +226,11 @@ class ImageService(ImageServiceAPI):
 
         The source image is never changed; the new record names it in
         ``source_image_id``.
-        """
-        return await self.pipeline.transform_stored(
-            image_id, postprocess, output_format
-        )
 
-    async def transform(
-        self,
-        image_id: str,
-        postprocess: Sequence[str],
-        output_format: str | None = None,
-    ) -> ImageRecord:
-        """Like :meth:`transform_stored`, returning only the new record."""
-        stored = await self.pipeline.transform_stored(
-            image_id, postprocess, output_format
-        )
-        return stored.record
+        Returns:
+            The new image: its record is ``.record``, its bytes ``.data``.
+        """
+        return await self.pipeline.transform(image_id, postprocess, output_format)
 
     # -- reading -------------------------------------------------------------
 

@@ -95,7 +95,7 @@ class Pipeline:
             self.steps, names, key=key, source_of=self.settings.source_of
         )
 
-    async def generate_stored(
+    async def generate(
         self,
         request: GenerationRequest,
         progress: ProgressReporter = ignore_progress,
@@ -197,7 +197,7 @@ class Pipeline:
         )
         return images, generate_ms
 
-    async def transform_stored(
+    async def transform(
         self,
         image_id: str,
         postprocess: Sequence[str],
