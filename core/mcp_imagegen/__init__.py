@@ -16,6 +16,7 @@ Every module whose name starts with an underscore (``mcp_imagegen._config``,
 ``tests/test_architecture.py`` checks that the built-in plugins keep to this.
 """
 
+from mcp_imagegen._concurrency import gather
 from mcp_imagegen._ids import (
     IMAGE_ID_PATTERN,
     image_id_time,
@@ -110,6 +111,7 @@ __all__ = [
     "__version__",
     "decode_cursor",
     "encode_cursor",
+    "gather",
     "hookimpl",
     "id_stamp",
     "ignore_progress",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -9,12 +10,12 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
+from mcp_imagegen._concurrency import gather
 from mcp_imagegen._ids import validate_image_id
 from mcp_imagegen._memory import release_free_memory
 from mcp_imagegen._service.admission import Admission
 from mcp_imagegen._service.finishing import Finisher
 from mcp_imagegen._service.saving import Saver, build_record
-from mcp_imagegen._service.tasks import gather
 from mcp_imagegen._service.validation import (
     check_output_format,
     resolve_chain,
@@ -136,7 +137,8 @@ class Pipeline:
         """Post-process every image concurrently, then save them all."""
         finished = await gather(
             [
-                self.finisher.finish(
+                functools.partial(
+                    self.finisher.finish,
                     image,
                     chain,
                     ProcessingContext(
