@@ -191,16 +191,7 @@ class ImageService(ImageServiceAPI):
     ) -> list[StoredImage]:
         """Generate, post-process and store images; return them with their bytes.
 
-        Args:
-            request: What to generate; ``seed`` may be ``None`` (one is drawn).
-            progress: Receives backend progress.
-            backend: Instance name; ``None`` uses ``generation.backend``.
-            postprocess: Step names; ``None`` uses ``generation.postprocess``.
-            output_format: "png", "jpeg" or "webp"; ``None`` uses
-                ``generation.output_format`` (unset: keep the backend's format).
-
-        Returns:
-            The stored images: each record is ``.record``, its bytes ``.data``.
+        Arguments and result as :meth:`ImageServiceAPI.generate`.
 
         Raises:
             ValidationError: for a request outside the limits.
@@ -222,13 +213,9 @@ class ImageService(ImageServiceAPI):
         postprocess: Sequence[str],
         output_format: str | None = None,
     ) -> StoredImage:
-        """Apply steps to a stored image and store the result as a new image.
+        """Apply steps to a stored image; store the result as a new image.
 
-        The source image is never changed; the new record names it in
-        ``source_image_id``.
-
-        Returns:
-            The new image: its record is ``.record``, its bytes ``.data``.
+        As :meth:`ImageServiceAPI.transform`: the source is never changed.
         """
         return await self.pipeline.transform(image_id, postprocess, output_format)
 
