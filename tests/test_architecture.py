@@ -39,6 +39,8 @@ Rules checked:
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -413,3 +415,41 @@ def test_checker_reports_private_and_cross_plugin_imports(tmp_path: Path) -> Non
     assert "settings.py:2: imports mcp_imagegen._service, a private" in problems
     assert "imaging" not in problems and "hookimpl" not in problems
     assert problems.count("\n") == 2
+
+
+# -- size and import weight (issue 9) -------------------------------------------
+
+#: The plugin manager loads, validates and calls plugins; anything else (the
+#: introspection behind ``mcp-imagegen plugins``, ...) lives beside it.
+MAX_PLUGIN_MANAGER_LINES = 250
+
+
+def test_the_plugin_manager_stays_small() -> None:
+    tree = ast.parse((CORE / "_plugins.py").read_text())
+    [manager] = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and node.name == "PluginManager"
+    ]
+    assert manager.end_lineno is not None
+    lines = manager.end_lineno - manager.lineno + 1
+
+    assert lines <= MAX_PLUGIN_MANAGER_LINES, (
+        f"PluginManager has {lines} lines; move what is not the manager's job "
+        "into its own functions or module."
+    )
+
+
+def test_importing_the_package_face_loads_no_configuration() -> None:
+    # Every plugin imports the face; pydantic-settings (and the whole config
+    # module) is the core's business, not a plugin import's.
+    code = (
+        "import sys, mcp_imagegen; "
+        "print(sorted(m for m in ('mcp_imagegen._config', 'pydantic_settings') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+
+    assert result.stdout.strip() == "[]", result.stdout

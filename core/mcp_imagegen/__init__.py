@@ -16,13 +16,14 @@ Every module whose name starts with an underscore (``mcp_imagegen._config``,
 ``tests/test_architecture.py`` checks that the built-in plugins keep to this.
 """
 
-from mcp_imagegen._config import redact_url_text
+from mcp_imagegen._concurrency import gather
 from mcp_imagegen._ids import (
     IMAGE_ID_PATTERN,
     image_id_time,
     new_image_id,
     validate_image_id,
 )
+from mcp_imagegen._redaction import redact_url_text
 from mcp_imagegen._storagekit import (
     ExtensionCache,
     decode_cursor,
@@ -110,6 +111,7 @@ __all__ = [
     "__version__",
     "decode_cursor",
     "encode_cursor",
+    "gather",
     "hookimpl",
     "id_stamp",
     "ignore_progress",

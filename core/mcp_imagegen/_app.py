@@ -21,12 +21,12 @@ import structlog
 from mcp_imagegen._config import (
     Settings,
     StorageSettings,
-    redact,
     redacted_dump,
     validate_component_table,
 )
 from mcp_imagegen._logs import configure_logging
 from mcp_imagegen._plugins import Kind, PluginManager, load_plugins
+from mcp_imagegen._redaction import redact
 from mcp_imagegen._service import NULL_OBSERVER, ImageService, ServiceObserver
 from mcp_imagegen.interfaces import (
     Component,

@@ -16,12 +16,11 @@ import anyio
 from mcp_imagegen import __version__
 from mcp_imagegen._config import (
     ENV_PREFIX,
-    REDACTED,
     Settings,
-    is_secret_key,
     load_settings,
 )
 from mcp_imagegen._logs import configure_logging
+from mcp_imagegen._redaction import REDACTED, is_secret_key
 from mcp_imagegen.errors import ConfigurationError, MCPImageError, PluginError
 from mcp_imagegen.interfaces import Component
 
@@ -420,12 +419,12 @@ async def _generate(settings: Settings, args: argparse.Namespace) -> int:
 
     service = build_service(settings)
     async with service:
-        records = await service.generate(
+        stored = await service.generate(
             request, progress, postprocess=postprocess, output_format=args.output_format
         )
         if tty:
             print(file=sys.stderr)
-        for record in records:
+        for record in (image.record for image in stored):
             path = service.storage.local_path(record.id)
             location = str(path) if path else await service.url_for(record.id)
             if args.json:

@@ -9,9 +9,11 @@ from typing import Any
 
 import structlog
 
+from mcp_imagegen._config import LoggingSettings
+
 # REDACTED is re-exported: callers and tests import it from here.
-from mcp_imagegen._config import REDACTED as REDACTED
-from mcp_imagegen._config import LoggingSettings, redact_value
+from mcp_imagegen._redaction import REDACTED as REDACTED
+from mcp_imagegen._redaction import redact_value
 
 
 def redact_secrets(
@@ -21,7 +23,7 @@ def redact_secrets(
 
     Values whose key looks like a secret are masked whole; every string (the
     event text too, at any depth) has the credentials of its URLs masked
-    (:func:`mcp_imagegen._config.redact_url_text`).
+    (:func:`mcp_imagegen._redaction.redact_url_text`).
     """
     for key, value in list(event_dict.items()):
         event_dict[key] = redact_value(value, key)

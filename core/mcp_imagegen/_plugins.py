@@ -6,27 +6,32 @@ plugins are loaded the same way: from the ``mcp_imagegen`` entry-point group.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from importlib import metadata
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pluggy
 import structlog
 
 from mcp_imagegen import hookspecs
-from mcp_imagegen.errors import ConfigurationError, PluginError
-from mcp_imagegen.interfaces import (
-    Component,
-    ImageStorage,
-    InferenceBackend,
-    PostProcessor,
+from mcp_imagegen._registry import (
+    DISABLE_ENV_VAR,
+    ENTRY_POINT_GROUP,
+    HOOK_BY_KIND,
+    Kind,
+    PluginFailure,
+    PluginInfo,
+    Registration,
+    check_hookimpls,
+    describe_plugins,
+    registrar,
 )
+from mcp_imagegen.errors import ConfigurationError, PluginError
+from mcp_imagegen.interfaces import Component
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -34,57 +39,18 @@ if TYPE_CHECKING:
     from mcp_imagegen._service import ImageService
     from mcp_imagegen.models import ImageRecord
 
-ENTRY_POINT_GROUP = "mcp_imagegen"
-DISABLE_ENV_VAR = "MCP_IMAGEGEN_DISABLE_PLUGINS"
+# Re-exported: the composition root, the CLI and tests import them from here.
+__all__ = [
+    "DISABLE_ENV_VAR",
+    "ENTRY_POINT_GROUP",
+    "Kind",
+    "PluginFailure",
+    "PluginInfo",
+    "PluginManager",
+    "load_plugins",
+]
 
-Kind = Literal["backend", "storage", "postprocessor"]
-_HOOK_BY_KIND: dict[Kind, str] = {
-    "backend": "register_backends",
-    "storage": "register_storages",
-    "postprocessor": "register_postprocessors",
-}
-_BASE_BY_KIND: dict[Kind, type[Component]] = {
-    "backend": InferenceBackend,
-    "storage": ImageStorage,
-    "postprocessor": PostProcessor,
-}
-
-#: Hooks the manager calls one plugin at a time (see ``_callers_in_call_order``).
-_CALLED_PER_PLUGIN = frozenset({*_HOOK_BY_KIND.values(), "image_stored"})
-_HOOK_NAMES = tuple(
-    name
-    for name, value in vars(hookspecs).items()
-    if hasattr(value, f"{ENTRY_POINT_GROUP}_spec")
-)
-
-C = TypeVar("C", bound=Component)
 log = structlog.get_logger("mcp_imagegen._plugins")
-
-
-@dataclass(frozen=True)
-class PluginInfo:
-    """A loaded plugin, as shown by ``mcp-imagegen plugins``."""
-
-    name: str
-    distribution: str | None
-    version: str | None
-    hooks: list[str]
-    components: dict[str, list[str]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PluginFailure:
-    """An entry point that could not be imported."""
-
-    name: str
-    distribution: str | None
-    error: str
-
-
-@dataclass
-class _Registration:
-    cls: type[Component]
-    plugin: str
 
 
 class PluginManager:
@@ -104,7 +70,7 @@ class PluginManager:
         }
         self.failures: list[PluginFailure] = []
         self._dists: dict[str, tuple[str | None, str | None]] = {}
-        self._registry: dict[Kind, dict[str, _Registration]] | None = None
+        self._registry: dict[Kind, dict[str, Registration]] | None = None
         self._callers: dict[str, list[tuple[str, pluggy.HookCaller]]] = {}
 
     # -- loading ---------------------------------------------------------------
@@ -167,43 +133,12 @@ class PluginManager:
             self._dists.pop(name, None)
             raise PluginError(f"Plugin {self._describe(name)}: {exc}") from exc
         try:
-            self._validate(plugin, name)
+            check_hookimpls(self._pm, plugin, name, self._describe)
         except PluginError:
             self.unregister(name)
             raise
         self._registry = None
         self._callers.clear()
-
-    def _validate(self, plugin: object, name: str) -> None:
-        """Refuse hookimpls pluggy accepts but this manager cannot honour."""
-        try:
-            self._pm.check_pending()
-        except pluggy.PluginValidationError:
-            unknown = sorted(
-                caller.name
-                for caller in self._pm.get_hookcallers(plugin) or []
-                if not caller.has_spec()
-            )
-            if unknown:
-                raise PluginError(
-                    f"Plugin {self._describe(name)} implements unknown hook(s) "
-                    f"{', '.join(repr(u) for u in unknown)}{_suggest(unknown)}. "
-                    f"Known hooks: {', '.join(sorted(_HOOK_NAMES))}."
-                ) from None
-            raise  # another plugin's pending hook: it was reported when it came
-        for caller in self._pm.get_hookcallers(plugin) or []:
-            if caller.name not in _CALLED_PER_PLUGIN:
-                continue
-            for impl in caller.get_hookimpls():
-                if impl.plugin is plugin and (impl.wrapper or impl.hookwrapper):
-                    raise PluginError(
-                        f"Plugin {self._describe(name)} implements "
-                        f"'{caller.name}' with wrapper=True or hookwrapper=True. "
-                        f"'{caller.name}' is called once per plugin, so a wrapper "
-                        "cannot wrap the other plugins' implementations; use a "
-                        "plain @hookimpl (tryfirst=True or trylast=True to order "
-                        "it)."
-                    )
 
     def unregister(self, name: str) -> None:
         """Remove a plugin registered under ``name``."""
@@ -214,17 +149,17 @@ class PluginManager:
 
     # -- component types -------------------------------------------------------
 
-    def _collect(self) -> dict[Kind, dict[str, _Registration]]:
+    def _collect(self) -> dict[Kind, dict[str, Registration]]:
         if self._registry is not None:
             return self._registry
-        registry: dict[Kind, dict[str, _Registration]] = {k: {} for k in _HOOK_BY_KIND}
-        for kind, hook_name in _HOOK_BY_KIND.items():
+        registry: dict[Kind, dict[str, Registration]] = {k: {} for k in HOOK_BY_KIND}
+        for kind, hook_name in HOOK_BY_KIND.items():
             # Each plugin's part goes through pluggy's own call path (argument
             # selection, tryfirst/trylast order), one plugin at a time, so every
             # registration is attributed to the plugin that made it (needed for
             # the duplicate-name error and for ``mcp-imagegen plugins``).
             for plugin, caller in self._callers_in_call_order(hook_name):
-                caller(register=self._registrar(registry[kind], kind, plugin))
+                caller(register=registrar(registry[kind], kind, plugin, self._describe))
         self._registry = registry
         return registry
 
@@ -253,35 +188,6 @@ class PluginManager:
         ]
         self._callers[hook_name] = callers
         return callers
-
-    def _registrar(
-        self, table: dict[str, _Registration], kind: Kind, plugin: str
-    ) -> Callable[[type[Component]], None]:
-        base = _BASE_BY_KIND[kind]
-
-        def register(cls: type[Component]) -> None:
-            if not (isinstance(cls, type) and issubclass(cls, base)):
-                raise PluginError(
-                    f"Plugin {self._describe(plugin)} registered {cls!r} as a {kind}, "
-                    f"but it is not a subclass of {base.__name__}."
-                )
-            name = getattr(cls, "name", None)
-            if not isinstance(name, str) or not name:
-                raise PluginError(
-                    f"Plugin {self._describe(plugin)} registered {cls.__name__} "
-                    "without a 'name' class attribute."
-                )
-            if name in table:
-                other = table[name].plugin
-                raise PluginError(
-                    f"Two plugins register a {kind} named '{name}': "
-                    f"{self._describe(other)} and {self._describe(plugin)}. "
-                    f"Uninstall one, or disable one with plugins.disabled or "
-                    f"{DISABLE_ENV_VAR}."
-                )
-            table[name] = _Registration(cls, plugin)
-
-        return register
 
     def _describe(self, plugin: str) -> str:
         dist, version = self._dists.get(plugin, (None, None))
@@ -370,39 +276,7 @@ class PluginManager:
 
     def plugins(self) -> list[PluginInfo]:
         """Describe every registered plugin, its hooks and its components."""
-        registry = self._collect()
-        infos = []
-        for name, plugin in self._pm.list_name_plugin():
-            if plugin is None:
-                continue
-            hooks = sorted(
-                impl_caller.name
-                for impl_caller in self._pm.get_hookcallers(plugin) or []
-            )
-            components = {
-                kind: sorted(n for n, r in table.items() if r.plugin == name)
-                for kind, table in registry.items()
-            }
-            dist, version = self._dists.get(name, (None, None))
-            infos.append(
-                PluginInfo(
-                    name=name,
-                    distribution=dist,
-                    version=version,
-                    hooks=hooks,
-                    components={k: v for k, v in components.items() if v},
-                )
-            )
-        return sorted(infos, key=lambda info: info.name)
-
-
-def _suggest(unknown: list[str]) -> str:
-    """Return " (did you mean 'x'?)" for the first misspelt name with a close match."""
-    for name in unknown:
-        close = difflib.get_close_matches(name, _HOOK_NAMES, n=1)
-        if close:
-            return f" (did you mean '{close[0]}'?)"
-    return ""
+        return describe_plugins(self._pm, self._collect(), self._dists)
 
 
 def load_plugins(disabled: Iterable[str] = ()) -> PluginManager:

@@ -230,8 +230,8 @@ class ImageServiceAPI(Protocol):
         backend: str | None = None,
         postprocess: Sequence[str] | None = None,
         output_format: str | None = None,
-    ) -> list[ImageRecord]:
-        """Generate, post-process and store images; return their records.
+    ) -> list[StoredImage]:
+        """Generate, post-process and store images; return them with their bytes.
 
         Args:
             request: What to generate; ``seed`` may be ``None`` (one is drawn).
@@ -240,19 +240,10 @@ class ImageServiceAPI(Protocol):
             postprocess: Step names; ``None`` uses ``generation.postprocess``.
             output_format: "png", "jpeg" or "webp"; ``None`` uses
                 ``generation.output_format`` (unset: keep the backend's format).
-        """
-        ...
 
-    async def generate_stored(
-        self,
-        request: GenerationRequest,
-        progress: ProgressReporter = ignore_progress,
-        *,
-        backend: str | None = None,
-        postprocess: Sequence[str] | None = None,
-        output_format: str | None = None,
-    ) -> list[StoredImage]:
-        """Like :meth:`generate`, returning the images with their bytes."""
+        Returns:
+            The stored images: each record is ``.record``, its bytes ``.data``.
+        """
         ...
 
     async def transform(
@@ -260,21 +251,15 @@ class ImageServiceAPI(Protocol):
         image_id: str,
         postprocess: Sequence[str],
         output_format: str | None = None,
-    ) -> ImageRecord:
+    ) -> StoredImage:
         """Apply steps to a stored image; store the result as a new image.
 
         The source is never changed; the new record names it in
         ``source_image_id``.
-        """
-        ...
 
-    async def transform_stored(
-        self,
-        image_id: str,
-        postprocess: Sequence[str],
-        output_format: str | None = None,
-    ) -> StoredImage:
-        """Like :meth:`transform`, returning the new image with its bytes."""
+        Returns:
+            The new image: its record is ``.record``, its bytes ``.data``.
+        """
         ...
 
     async def load(self, image_id: str) -> StoredImage:

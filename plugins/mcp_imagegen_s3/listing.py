@@ -18,11 +18,16 @@ from mcp_imagegen import (
     ValidationError,
     decode_cursor,
     encode_cursor,
+    gather,
     id_stamp,
     image_id_time,
 )
 from mcp_imagegen_s3.base import RECORD_EXTENSION, log
-from mcp_imagegen_s3.objects import BATCH_DELETE_SIZE, S3Objects, gather_bounded
+from mcp_imagegen_s3.objects import (
+    BATCH_DELETE_SIZE,
+    RECORD_FETCH_CONCURRENCY,
+    S3Objects,
+)
 
 #: Marks S3 cursors, so a cursor of another storage type is refused.
 _CURSOR_TAG = "s3:"
@@ -56,8 +61,9 @@ class S3Listing(S3Objects):
         before = decode_cursor(cursor, tag=_CURSOR_TAG) if cursor is not None else None
         ids = await self._newest_ids(limit + 1, before)
         page_ids = ids[:limit]
-        records = await gather_bounded(
-            [functools.partial(self._record_or_none, i) for i in page_ids]
+        records = await gather(
+            [functools.partial(self._record_or_none, i) for i in page_ids],
+            limit=RECORD_FETCH_CONCURRENCY,
         )
         items = [record for record in records if record is not None]
         next_cursor = (

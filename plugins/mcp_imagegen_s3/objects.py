@@ -5,7 +5,6 @@ from __future__ import annotations
 import builtins
 import functools
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -16,42 +15,15 @@ from mcp_imagegen import (
     ImageRecord,
     StorageError,
     StoredImage,
+    gather,
     validate_image_id,
 )
 from mcp_imagegen_s3.base import S3Base, log
 from mcp_imagegen_s3.errors import BATCH_DELETE_UNSUPPORTED, error_code
 
 #: Requests in flight for one page of ``list`` or one batch of single deletes.
-_RECORD_FETCH_CONCURRENCY = 16
+RECORD_FETCH_CONCURRENCY = 16
 BATCH_DELETE_SIZE = 1000
-
-
-async def gather_bounded(
-    calls: builtins.list[Callable[[], Awaitable[Any]]],
-) -> builtins.list[Any]:
-    """Run ``calls`` with a bounded number in flight; results in call order.
-
-    A task group rather than ``asyncio.gather``: when one call fails the others
-    are cancelled (their requests aborted), and none outlives this function.
-    """
-    limiter = anyio.CapacityLimiter(_RECORD_FETCH_CONCURRENCY)
-    results: builtins.list[Any] = [None] * len(calls)
-
-    async def bounded(index: int, call: Callable[[], Awaitable[Any]]) -> None:
-        async with limiter:
-            results[index] = await call()
-
-    try:
-        async with anyio.create_task_group() as group:
-            for index, call in enumerate(calls):
-                group.start_soon(bounded, index, call)
-    except BaseExceptionGroup as group_error:
-        # Callers handle the storage's own errors: raise the first one alone.
-        first = group_error.exceptions[0]
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
-    return results
 
 
 class S3Objects(S3Base):
@@ -206,8 +178,9 @@ class S3Objects(S3Base):
                         raise
                     self._batch_delete = False
                     log.info("s3_batch_delete_unsupported", endpoint=self._endpoint)
-            await gather_bounded(
-                [functools.partial(self._delete_one, bucket, key) for key in batch]
+            await gather(
+                [functools.partial(self._delete_one, bucket, key) for key in batch],
+                limit=RECORD_FETCH_CONCURRENCY,
             )
 
     async def _delete_batch(self, batch: builtins.list[str]) -> None:

@@ -65,11 +65,12 @@ async def generate(
     }
     fields.update(request)
     output_format = fields.pop("output_format", None)
-    (record,) = await service.generate(
+    [generated] = await service.generate(
         GenerationRequest(seed=99, steps=4, **fields),
         postprocess=postprocess,
         output_format=output_format,
     )
+    record = generated.record
     stored = await service.storage.load(record.id)
     decoded = Image.open(io.BytesIO(stored.data))
     decoded.load()

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import structlog
 
+from mcp_imagegen import redact_url_text
 from mcp_imagegen._app import build_service
-from mcp_imagegen._config import load_settings, redact_url_text
+from mcp_imagegen._config import load_settings
 from mcp_imagegen._logs import configure_logging
 from mcp_imagegen.errors import ConfigurationError
 from tests.conftest import MCP_IMAGEGEN_BIN

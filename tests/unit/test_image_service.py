@@ -160,7 +160,8 @@ async def test_prompt_of_exactly_the_limit_is_accepted(
     build: Callable[..., ImageService],
 ) -> None:
     async with build() as service:
-        [record] = await service.generate(small(prompt="a" * 1000))
+        [generated] = await service.generate(small(prompt="a" * 1000))
+        record = generated.record
 
     assert len(record.prompt) == 1000
 
@@ -191,9 +192,10 @@ async def test_prompt_is_stored_without_surrounding_whitespace(
     build: Callable[..., ImageService],
 ) -> None:
     async with build() as service:
-        [record] = await service.generate(
+        [generated] = await service.generate(
             small(prompt="  a cat \n", negative_prompt=" ")
         )
+        record = generated.record
 
     assert record.prompt == "a cat"
     assert record.negative_prompt is None
@@ -216,7 +218,8 @@ async def test_named_backend_instance_is_used_and_recorded(
     build: Callable[..., ImageService],
 ) -> None:
     async with build({"backends": {"other": {"type": "placeholder"}}}) as service:
-        [record] = await service.generate(small(), backend="other")
+        [generated] = await service.generate(small(), backend="other")
+        record = generated.record
 
     assert record.backend == "other"
 
@@ -243,7 +246,8 @@ async def test_output_format_converts_the_stored_image(
     fmt: str, mime: str, pil_format: str, build: Callable[..., ImageService]
 ) -> None:
     async with build() as service:
-        [record] = await service.generate(small(), output_format=fmt)
+        [generated] = await service.generate(small(), output_format=fmt)
+        record = generated.record
         stored = await service.load(record.id)
 
     decoded = Image.open(io.BytesIO(stored.data))
@@ -257,7 +261,8 @@ async def test_configured_output_format_is_the_default(
     build: Callable[..., ImageService],
 ) -> None:
     async with build({"generation": {"output_format": "webp"}}) as service:
-        [record] = await service.generate(small())
+        [generated] = await service.generate(small())
+        record = generated.record
 
     assert record.mime_type == "image/webp"
 
@@ -266,10 +271,14 @@ async def test_record_holds_what_is_needed_to_reproduce_the_image(
     build: Callable[..., ImageService],
 ) -> None:
     async with build() as service:
-        records = await service.generate(
+        pair = await service.generate(
             small(seed=99, num_images=2, steps=3, negative_prompt="dogs")
         )
-        again = await service.generate(small(seed=100, steps=3, negative_prompt="dogs"))
+        [repeat] = await service.generate(
+            small(seed=100, steps=3, negative_prompt="dogs")
+        )
+        records = [image.record for image in pair]
+        again = [repeat.record]
         second = await service.load(records[1].id)
         reproduced = await service.load(again[0].id)
 
@@ -285,7 +294,8 @@ async def test_backend_default_steps_are_recorded_when_the_request_gives_none(
 ) -> None:
     config = {"backends": {"placeholder": {"default_steps": 7}}}
     async with build(config) as service:
-        [record] = await service.generate(small())
+        [generated] = await service.generate(small())
+        record = generated.record
 
     assert record.steps == 7
 
@@ -294,7 +304,8 @@ async def test_seed_is_drawn_when_the_request_gives_none(
     build: Callable[..., ImageService],
 ) -> None:
     async with build() as service:
-        [record] = await service.generate(small())
+        [generated] = await service.generate(small())
+        record = generated.record
 
     assert record.seed is not None
     assert 0 <= record.seed < 2**32
@@ -316,7 +327,8 @@ async def test_post_processing_chain_runs_in_the_configured_order(
         }
     )
     async with service:
-        [record] = await service.generate(small())
+        [generated] = await service.generate(small())
+        record = generated.record
 
     assert record.parameters["trail"] == "BAB"
     assert record.postprocess == ["second", "first", "second"]
@@ -332,8 +344,12 @@ async def test_request_chain_replaces_the_configured_chain(
         }
     )
     async with service:
-        [plain] = await service.generate(small(), postprocess=[])
-        [custom] = await service.generate(small(), postprocess=["test_stamp", "first"])
+        [generated] = await service.generate(small(), postprocess=[])
+        plain = generated.record
+        [generated] = await service.generate(
+            small(), postprocess=["test_stamp", "first"]
+        )
+        custom = generated.record
 
     assert "trail" not in plain.parameters
     assert custom.parameters["trail"] == "xA"
@@ -386,7 +402,8 @@ async def test_step_type_with_required_settings_does_not_break_start_up(
     )
 
     async with build_service(settings, plugins) as service:
-        [record] = await service.generate(small(), postprocess=["caption"])
+        [generated] = await service.generate(small(), postprocess=["caption"])
+        record = generated.record
         with pytest.raises(ValidationError, match="'needs_text'"):
             await service.generate(small(), postprocess=["needs_text"])
 
@@ -397,11 +414,12 @@ async def test_transform_stores_a_new_image_and_keeps_the_source(
     build: Callable[..., ImageService],
 ) -> None:
     async with build() as service:
-        [source] = await service.generate(small())
+        [generated] = await service.generate(small())
+        source = generated.record
         before = await service.load(source.id)
-        derived = await service.transform(
-            source.id, ["test_stamp"], output_format="jpeg"
-        )
+        derived = (
+            await service.transform(source.id, ["test_stamp"], output_format="jpeg")
+        ).record
         after = await service.load(source.id)
 
     assert derived.id != source.id
@@ -484,7 +502,8 @@ async def test_queued_request_runs_once_a_slot_frees_up(
         results: list[str] = []
 
         async def run() -> None:
-            [record] = await service.generate(small(steps=2))
+            [generated] = await service.generate(small(steps=2))
+            record = generated.record
             results.append(record.id)
 
         async with anyio.create_task_group() as group:
@@ -500,7 +519,8 @@ async def test_eight_concurrent_generations_all_succeed_with_distinct_ids(
     ids: list[str] = []
 
     async def one(index: int) -> None:
-        [record] = await service.generate(small(prompt=f"cat {index}"))
+        [generated] = await service.generate(small(prompt=f"cat {index}"))
+        record = generated.record
         ids.append(record.id)
 
     async with build() as service, anyio.create_task_group() as group:
@@ -526,7 +546,8 @@ async def test_retention_task_deletes_expired_images_and_stops_at_shutdown(
 
     with anyio.fail_after(30):  # safety net: an uncancelled loop would hang here
         async with service:
-            [fresh] = await service.generate(small())
+            [generated] = await service.generate(small())
+            fresh = generated.record
             # The task runs in the background; its only visible effect is the
             # listing, so poll it (bounded by the fail_after above).
             while len((await service.list_images()).items) != 1:  # noqa: ASYNC110
@@ -573,7 +594,8 @@ async def test_unexpected_retention_failure_is_logged_and_the_service_keeps_serv
         async with service:
             while not getattr(service.storage, "sweeps", 0):  # noqa: ASYNC110
                 await anyio.sleep(0.01)
-            [record] = await service.generate(small())
+            [generated] = await service.generate(small())
+            record = generated.record
 
     assert record.id
     [failure] = [e for e in logs if e["event"] == "retention_failed"]
@@ -709,7 +731,8 @@ async def test_failing_orphan_sweep_is_logged_and_the_service_keeps_serving(
         async with service:
             while not getattr(service.storage, "orphan_calls", []):  # noqa: ASYNC110
                 await anyio.sleep(0.01)
-            [record] = await service.generate(small())
+            [generated] = await service.generate(small())
+            record = generated.record
 
     assert record.id
     [failure] = [e for e in logs if e["event"] == "orphan_sweep_failed"]
@@ -777,7 +800,8 @@ async def test_slow_image_stored_listener_does_not_delay_the_reply(
 
     with anyio.fail_after(20):  # before the fix, generate waited for the listener
         async with build() as service:
-            [record] = await service.generate(small())
+            [generated] = await service.generate(small())
+            record = generated.record
             assert listener.finished == []  # the reply came first
             listener.release.set()
     # Leaving the service waits for listeners still running (within their timeout).
@@ -792,7 +816,8 @@ async def test_image_stored_listener_past_its_timeout_is_cancelled_and_logged(
 
     with capture_logs() as logs, anyio.fail_after(20):
         async with build({"plugins": {"image_stored_timeout": 0.2}}) as service:
-            [record] = await service.generate(small())
+            [generated] = await service.generate(small())
+            record = generated.record
 
     assert listener.started == [record.id]
     assert listener.finished == []
@@ -874,7 +899,8 @@ async def test_transform_resizing_beyond_the_format_size_limit_is_refused_clearl
     wide: Callable[..., ImageService],
 ) -> None:
     async with wide() as service:
-        [source] = await service.generate(small(width=2048, height=64))
+        [generated] = await service.generate(small(width=2048, height=64))
+        source = generated.record
         with pytest.raises(ValidationError, match="WebP allows at most 16383"):
             await service.transform(source.id, ["huge"], output_format="webp")
         assert [r.id for r in (await service.list_images()).items] == [source.id]
@@ -978,7 +1004,33 @@ async def test_register_tools_hook_gets_a_service_with_the_public_interface(
     [service] = received
     assert isinstance(service, ImageServiceAPI)
     async with service:  # type: ignore[attr-defined]
-        [record] = await service.generate(small())
+        [generated] = await service.generate(small())
+        record = generated.record
         stored = await service.load(record.id)
     assert stored.record.id == record.id
     assert stored.record.sha256 == record.sha256
+
+
+async def test_generate_and_transform_return_the_stored_images_with_their_bytes(
+    build: Callable[..., ImageService],
+) -> None:
+    # Issue 9: one method per operation; the record is .record, the bytes .data.
+    async with build() as service:
+        [image] = await service.generate(small())
+        derived = await service.transform(image.record.id, ["test_stamp"])
+        stored = await service.load(image.record.id)
+        stored_derived = await service.load(derived.record.id)
+
+    # Records compare by id: the returned one also carries the save's duration.
+    assert (image.record.id, image.data) == (stored.record.id, stored.data)
+    assert (derived.record.id, derived.data) == (
+        stored_derived.record.id,
+        stored_derived.data,
+    )
+    assert derived.record.source_image_id == image.record.id
+
+
+def test_the_service_interface_has_no_wrapper_pairs() -> None:
+    for name in ("generate_stored", "transform_stored"):
+        assert not hasattr(ImageServiceAPI, name), name
+        assert not hasattr(ImageService, name), name

@@ -84,9 +84,10 @@ async def test_image_generated_event_has_ids_and_durations_and_prompt_only_if_en
 
     with capture_logs() as logs:
         async with build_service(settings, plugin_manager) as service:
-            [record] = await service.generate(
+            [generated] = await service.generate(
                 GenerationRequest(prompt="a private prompt", width=64, height=64)
             )
+            record = generated.record
 
     [event] = [e for e in logs if e["event"] == "image_generated"]
     assert event["image_id"] == record.id

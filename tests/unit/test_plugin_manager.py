@@ -126,9 +126,10 @@ async def test_example_border_step_configured_from_toml_table_frames_the_image(
     )
 
     async with build_service(settings, plugin_manager) as service:
-        [record] = await service.generate(
+        [generated] = await service.generate(
             GenerationRequest(prompt="a framed cat", width=64, height=72)
         )
+        record = generated.record
         stored = await service.load(record.id)
 
     image = Image.open(io.BytesIO(stored.data)).convert("RGB")
@@ -363,11 +364,11 @@ async def test_image_stored_listener_is_called_once_per_stored_image(
     plugin_manager.register(listener, name="listener")
 
     async with build_service(make_settings(), plugin_manager) as service:
-        records = await service.generate(
+        images = await service.generate(
             GenerationRequest(prompt="two cats", width=64, height=64, num_images=2)
         )
 
-    assert sorted(listener.seen) == sorted(r.id for r in records)
+    assert sorted(listener.seen) == sorted(image.record.id for image in images)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -383,9 +384,10 @@ async def test_failing_image_stored_listener_does_not_fail_the_request(
 
     with capture_logs() as logs:
         async with build_service(make_settings(), plugin_manager) as service:
-            [record] = await service.generate(
+            [generated] = await service.generate(
                 GenerationRequest(prompt="a cat", width=64, height=64)
             )
+            record = generated.record
             stored = await service.load(record.id)
 
     assert stored.record.id == record.id

@@ -124,7 +124,7 @@ async def test_a_generation_reports_one_ok_backend_request_and_each_image_stored
     async with service:
         await service.generate(small(num_images=2))
         [source] = await service.generate(small())
-        await service.transform(source.id, ["metadata"])
+        await service.transform(source.record.id, ["metadata"])
 
     assert seen.backend_requests == [("placeholder", "ok"), ("placeholder", "ok")]
     assert all(s >= 0 for s in seen.seconds)

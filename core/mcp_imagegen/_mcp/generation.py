@@ -62,7 +62,7 @@ async def generate_image(
             steps=steps,
             guidance_scale=guidance_scale,
         )
-        stored = await service.generate_stored(
+        stored = await service.generate(
             request,
             report,
             backend=backend,
@@ -94,7 +94,7 @@ async def transform_image(
     """
     service = service_of(ctx)
     with tool_errors("transform_image"):
-        image = await service.transform_stored(image_id, postprocess, output_format)
+        image = await service.transform(image_id, postprocess, output_format)
         content, infos = await image_content(
             service, [(image.record, image.data)], inline, link_of(ctx)
         )

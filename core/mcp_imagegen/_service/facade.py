@@ -186,7 +186,7 @@ class ImageService(ImageServiceAPI):
 
     # -- generation ----------------------------------------------------------
 
-    async def generate_stored(
+    async def generate(
         self,
         request: GenerationRequest,
         progress: ProgressReporter = ignore_progress,
@@ -197,13 +197,7 @@ class ImageService(ImageServiceAPI):
     ) -> list[StoredImage]:
         """Generate, post-process and store images; return them with their bytes.
 
-        Args:
-            request: What to generate; ``seed`` may be ``None`` (one is drawn).
-            progress: Receives backend progress.
-            backend: Instance name; ``None`` uses ``generation.backend``.
-            postprocess: Step names; ``None`` uses ``generation.postprocess``.
-            output_format: "png", "jpeg" or "webp"; ``None`` uses
-                ``generation.output_format`` (unset: keep the backend's format).
+        Arguments and result as :meth:`ImageServiceAPI.generate`.
 
         Raises:
             ValidationError: for a request outside the limits.
@@ -211,46 +205,12 @@ class ImageService(ImageServiceAPI):
             BackendError: when the backend fails.
             PostProcessingError, StorageError: when a later stage fails.
         """
-        return await self.pipeline.generate_stored(
+        return await self.pipeline.generate(
             request,
             progress,
             backend=backend,
             postprocess=postprocess,
             output_format=output_format,
-        )
-
-    async def generate(
-        self,
-        request: GenerationRequest,
-        progress: ProgressReporter = ignore_progress,
-        *,
-        backend: str | None = None,
-        postprocess: Sequence[str] | None = None,
-        output_format: str | None = None,
-    ) -> list[ImageRecord]:
-        """Like :meth:`generate_stored`, returning only the records."""
-        stored = await self.pipeline.generate_stored(
-            request,
-            progress,
-            backend=backend,
-            postprocess=postprocess,
-            output_format=output_format,
-        )
-        return [image.record for image in stored]
-
-    async def transform_stored(
-        self,
-        image_id: str,
-        postprocess: Sequence[str],
-        output_format: str | None = None,
-    ) -> StoredImage:
-        """Apply steps to a stored image and store the result as a new image.
-
-        The source image is never changed; the new record names it in
-        ``source_image_id``.
-        """
-        return await self.pipeline.transform_stored(
-            image_id, postprocess, output_format
         )
 
     async def transform(
@@ -258,12 +218,12 @@ class ImageService(ImageServiceAPI):
         image_id: str,
         postprocess: Sequence[str],
         output_format: str | None = None,
-    ) -> ImageRecord:
-        """Like :meth:`transform_stored`, returning only the new record."""
-        stored = await self.pipeline.transform_stored(
-            image_id, postprocess, output_format
-        )
-        return stored.record
+    ) -> StoredImage:
+        """Apply steps to a stored image; store the result as a new image.
+
+        As :meth:`ImageServiceAPI.transform`: the source is never changed.
+        """
+        return await self.pipeline.transform(image_id, postprocess, output_format)
 
     # -- reading -------------------------------------------------------------
 

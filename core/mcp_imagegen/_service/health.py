@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 
@@ -9,7 +10,7 @@ import anyio
 import structlog
 from pydantic import BaseModel
 
-from mcp_imagegen._service.tasks import gather
+from mcp_imagegen._concurrency import gather
 from mcp_imagegen.errors import MCPImageError
 from mcp_imagegen.interfaces import InferenceBackend
 from mcp_imagegen.models import Capabilities, Health
@@ -38,7 +39,9 @@ async def describe_backends(
         backends: The instances by configured name.
         default: The name of the default instance.
     """
-    healths = await gather([check_health(b) for b in backends.values()])
+    healths = await gather(
+        [functools.partial(check_health, b) for b in backends.values()]
+    )
     return [
         BackendInfo(
             name=name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
+from mcp_imagegen._concurrency import gather
 from mcp_imagegen._ids import validate_image_id
 from mcp_imagegen._memory import release_free_memory
 from mcp_imagegen._service.admission import Admission
@@ -20,7 +22,6 @@ from mcp_imagegen._service.observer import (
     outcome_of,
 )
 from mcp_imagegen._service.saving import Saver, build_record
-from mcp_imagegen._service.tasks import gather
 from mcp_imagegen._service.validation import (
     check_output_format,
     resolve_chain,
@@ -104,7 +105,7 @@ class Pipeline:
             self.steps, names, key=key, source_of=self.settings.source_of
         )
 
-    async def generate_stored(
+    async def generate(
         self,
         request: GenerationRequest,
         progress: ProgressReporter = ignore_progress,
@@ -145,7 +146,8 @@ class Pipeline:
         """Post-process every image concurrently, then save them all."""
         finished = await gather(
             [
-                self.finisher.finish(
+                functools.partial(
+                    self.finisher.finish,
                     image,
                     chain,
                     ProcessingContext(
@@ -216,7 +218,7 @@ class Pipeline:
         )
         return images, generate_ms
 
-    async def transform_stored(
+    async def transform(
         self,
         image_id: str,
         postprocess: Sequence[str],

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from mcp_imagegen._concurrency import gather
 from mcp_imagegen._ids import new_image_id
 from mcp_imagegen._service.events import StoredEvents
 from mcp_imagegen._service.observer import NULL_OBSERVER, ServiceObserver
-from mcp_imagegen._service.tasks import gather
 from mcp_imagegen.errors import MCPImageError, StorageError
 from mcp_imagegen.interfaces import ImageStorage, PostProcessor
 from mcp_imagegen.models import (
@@ -94,7 +95,10 @@ class Saver:
             StorageError: (or the storage's own typed error) when a save fails.
         """
         results = await gather(
-            [self._save(r, d) for r, d in zip(records, blobs, strict=True)],
+            [
+                functools.partial(self._save, r, d)
+                for r, d in zip(records, blobs, strict=True)
+            ],
             return_exceptions=True,
         )
         failures = [r for r in results if isinstance(r, BaseException)]
