@@ -20,6 +20,7 @@ from tests.deploy.conftest import (
     SERVER_KUSTOMIZATIONS,
     config_toml,
     dockerfile_stages,
+    env_of,
     exec_form,
     one,
     render,
@@ -166,8 +167,7 @@ def test_the_configmap_toml_and_every_env_var_are_accepted_by_the_server(
 
 
 def _runtime_env() -> dict[str, str]:
-    from tests.deploy.conftest import env_of
-
+    """The final stage's ENV: what every container of the image starts with."""
     return env_of(dockerfile_stages()[-1])
 
 
