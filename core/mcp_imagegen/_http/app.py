@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,49 +84,74 @@ def build_app(
     )
     service = server.service
     install_resource_metadata(app, service.settings)
+    app.router.routes.extend(_routes(service, http, lifecycle))
+    app.router.lifespan_context = _lifespan(
+        app.router.lifespan_context, http, lifecycle
+    )
+    logging.getLogger("uvicorn.error").addFilter(_startup_log_filter(lifecycle))
+    app.add_middleware(
+        DrainMiddleware,
+        lifecycle=lifecycle,
+        path=http.path,
+        max_body=http.max_body_bytes,
+    )
+    return app
+
+
+def _routes(
+    service: ImageService, http: HttpSettings, lifecycle: Lifecycle
+) -> list[Route]:
+    """The routes beside the MCP endpoint; none of them needs a token."""
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> JSONResponse:
-        if lifecycle.draining:
-            return JSONResponse(
-                {"status": "draining", "not_ready": ["draining"]}, status_code=503
-            )
-        checks = await readiness(service)
-        not_ready = sorted(name for name, check in checks.items() if not check["ok"])
-        if not_ready != lifecycle.not_ready:
-            # Probes ask every few seconds: log changes only. Details (internal
-            # URLs, errors) stay in the log: the endpoint is unauthenticated.
-            lifecycle.not_ready = not_ready
-            (log.warning if not_ready else log.info)(
-                "readiness_changed",
-                ready=not not_ready,
-                not_ready=not_ready,
-                checks=checks,
-            )
-        body = {
-            "status": "not ready" if not_ready else "ok",
-            "not_ready": not_ready,
-            "checks": {
-                name: {"status": check["status"]} for name, check in checks.items()
-            },
-        }
-        return JSONResponse(body, status_code=503 if not_ready else 200)
+        return await _readyz(service, lifecycle)
 
-    app.router.routes.extend(
-        [
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            # Outside the MCP endpoint's auth: its links carry their own signature.
-            image_route(service, ImageUrls.from_settings(http)),
-        ]
-    )
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        # Outside the MCP endpoint's auth: its links carry their own signature.
+        image_route(service, ImageUrls.from_settings(http)),
+    ]
     metrics = metrics_of(service)
     if metrics is not None:
-        # No token: it is for the cluster's Prometheus, and holds counts only.
-        app.router.routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
-    sdk_lifespan = app.router.lifespan_context
+        # For the cluster's Prometheus; it holds counts only.
+        routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
+    return routes
+
+
+async def _readyz(service: ImageService, lifecycle: Lifecycle) -> JSONResponse:
+    """``/readyz``: 200 when the default backend and the storage are healthy."""
+    if lifecycle.draining:
+        return JSONResponse(
+            {"status": "draining", "not_ready": ["draining"]}, status_code=503
+        )
+    checks = await readiness(service)
+    not_ready = sorted(name for name, check in checks.items() if not check["ok"])
+    if not_ready != lifecycle.not_ready:
+        # Probes ask every few seconds: log changes only. Details (internal
+        # URLs, errors) stay in the log: the endpoint is unauthenticated.
+        lifecycle.not_ready = not_ready
+        (log.warning if not_ready else log.info)(
+            "readiness_changed",
+            ready=not not_ready,
+            not_ready=not_ready,
+            checks=checks,
+        )
+    body = {
+        "status": "not ready" if not_ready else "ok",
+        "not_ready": not_ready,
+        "checks": {name: {"status": check["status"]} for name, check in checks.items()},
+    }
+    return JSONResponse(body, status_code=503 if not_ready else 200)
+
+
+def _lifespan(
+    sdk_lifespan: Any, http: HttpSettings, lifecycle: Lifecycle
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """The SDK's lifespan, noting a failed start-up and the moment serving stops."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -144,9 +169,17 @@ def build_app(
                 lifecycle.startup_error = exc
             raise
 
+    return lifespan
+
+
+def _startup_log_filter(lifecycle: Lifecycle) -> Callable[[logging.LogRecord], bool]:
+    """Drop uvicorn's traceback of a start-up failure that is our own error.
+
+    uvicorn logs it with Starlette's traceback text; our errors are reported in
+    one line by the command instead.
+    """
+
     def not_our_startup_error(record: logging.LogRecord) -> bool:
-        # uvicorn logs a failed startup with Starlette's traceback text; our own
-        # errors are reported in one line by the command instead.
         error = lifecycle.startup_error
         return not (
             error is not None
@@ -154,16 +187,7 @@ def build_app(
             and record.getMessage().startswith("Traceback")
         )
 
-    logging.getLogger("uvicorn.error").addFilter(not_our_startup_error)
-
-    app.router.lifespan_context = lifespan
-    app.add_middleware(
-        DrainMiddleware,
-        lifecycle=lifecycle,
-        path=http.path,
-        max_body=http.max_body_bytes,
-    )
-    return app
+    return not_our_startup_error
 
 
 async def readiness(service: ImageService) -> dict[str, dict[str, Any]]:

@@ -11,6 +11,7 @@ import anyio
 import anyio.abc
 import structlog
 import uvicorn
+from starlette.applications import Starlette
 
 from mcp_imagegen._config import HttpSettings
 from mcp_imagegen._http.app import Lifecycle, build_app
@@ -33,6 +34,27 @@ class _Server(uvicorn.Server):
         yield
 
 
+def _uvicorn(app: Starlette, http: HttpSettings, grace: int) -> _Server:
+    """The uvicorn server for ``app``, warning when no MCP request could pass."""
+    config = uvicorn.Config(
+        app,
+        host=http.host,
+        port=http.port,
+        lifespan="on",
+        # Our logging is configured already (stderr, structlog formatting).
+        log_config=None,
+        timeout_graceful_shutdown=grace,
+        server_header=False,
+    )
+    if not is_loopback(http.host) and not (http.public_url or http.allowed_hosts):
+        log.warning(
+            "http_no_allowed_hosts",
+            detail="bound beyond loopback with neither server.http.public_url nor "
+            "server.http.allowed_hosts: every MCP request is refused (421)",
+        )
+    return _Server(config)
+
+
 async def serve_http(server: ImageGenServer, http: HttpSettings) -> int:
     """Serve MCP over streamable HTTP until SIGTERM or SIGINT.
 
@@ -52,26 +74,9 @@ async def serve_http(server: ImageGenServer, http: HttpSettings) -> int:
         BaseException: whatever stopped the service from starting.
     """
     lifecycle = Lifecycle()
-    app = build_app(server, http, lifecycle)
     drain = http.drain_timeout.total_seconds()
     grace = math.ceil(drain)  # uvicorn takes whole seconds
-    config = uvicorn.Config(
-        app,
-        host=http.host,
-        port=http.port,
-        lifespan="on",
-        # Our logging is configured already (stderr, structlog formatting).
-        log_config=None,
-        timeout_graceful_shutdown=grace,
-        server_header=False,
-    )
-    web = _Server(config)
-    if not is_loopback(http.host) and not (http.public_url or http.allowed_hosts):
-        log.warning(
-            "http_no_allowed_hosts",
-            detail="bound beyond loopback with neither server.http.public_url nor "
-            "server.http.allowed_hosts: every MCP request is refused (421)",
-        )
+    web = _uvicorn(build_app(server, http, lifecycle), http, grace)
 
     async def watch_drain() -> None:
         # uvicorn waits (a moment after us) for open connections, then cancels
