@@ -217,6 +217,50 @@ def test_serve_in_a_terminal_says_it_speaks_mcp_on_stdio_and_how_to_try_it(
     assert "mcp-imagegen serve" in hint
 
 
+def test_sigterm_before_any_client_spoke_exits_promptly(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Started in a terminal, stopped before a client sent anything: exit 143.
+
+    The service is already up (its lifespan starts with the process) while the
+    SDK still waits for the first message; a signal then used to leave a task
+    group half exited, a traceback, and a process waiting forever for its
+    stdin thread.
+    """
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [str(MCP_IMAGEGEN_BIN), "serve"],
+        env=subprocess_env,
+        cwd=tmp_path / "work",
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    os.close(terminal)
+    seen: list[str] = []
+    try:
+        assert process.stderr is not None
+        for _ in range(50):  # bounded: server_started is among the first lines
+            ready, _, _ = select.select([process.stderr], [], [], 30)
+            line = process.stderr.readline().decode() if ready else ""
+            if not line:
+                break
+            seen.append(line)
+            if "server_started" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+        rest = process.stderr.read().decode()
+    finally:
+        process.kill()
+        process.wait()
+        os.close(controller)
+
+    assert any("server_started" in line for line in seen)
+    assert code == 128 + signal.SIGTERM, rest
+    assert "Traceback" not in rest
+
+
 def test_the_terminal_hint_is_wanted_only_when_stdin_is_a_terminal() -> None:
     controller, terminal = pty.openpty()
     read_end, write_end = os.pipe()

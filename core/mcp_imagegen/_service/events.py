@@ -60,4 +60,21 @@ class StoredEvents:
         listeners, self._listeners = self._listeners, None
         if exc_type is not None:
             listeners.cancel_scope.cancel()
-        await listeners.__aexit__(None, None, None)
+        await listeners.__aexit__(*cancellation_only(exc_type, exc, tb))
+
+
+def cancellation_only(
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+    tb: TracebackType | None,
+) -> tuple[type[BaseException] | None, BaseException | None, TracebackType | None]:
+    """What a background task group's ``__aexit__`` must be told of its host's end.
+
+    A cancellation must reach it: told "no error" while an outer scope cancels,
+    the group leaves its cancel scope half exited (a signal during start-up then
+    ended in a RuntimeError and a hung process). Any other error is its host's,
+    not the group's: passed in, anyio would wrap it in an ExceptionGroup.
+    """
+    if isinstance(exc, anyio.get_cancelled_exc_class()):
+        return exc_type, exc, tb
+    return None, None, None

@@ -20,7 +20,12 @@ import structlog
 
 from mcp_imagegen._ids import validate_image_id
 from mcp_imagegen._service.admission import Admission
-from mcp_imagegen._service.events import Announcer, StoredEvents, announce_to_nobody
+from mcp_imagegen._service.events import (
+    Announcer,
+    StoredEvents,
+    announce_to_nobody,
+    cancellation_only,
+)
 from mcp_imagegen._service.health import BackendInfo, describe_backends
 from mcp_imagegen._service.observer import NULL_OBSERVER, ServiceObserver
 from mcp_imagegen._service.pipeline import Pipeline
@@ -101,7 +106,8 @@ class ImageService(ImageServiceAPI):
             Saver(storage, self.events, settings.logging, observer),
             observer,
         )
-        self._task_group: anyio.abc.TaskGroup | None = None
+        #: The retention task's group, while the service runs.
+        self._retention: anyio.abc.TaskGroup | None = None
         self._started: list[Component] = []
 
     @property
@@ -121,10 +127,11 @@ class ImageService(ImageServiceAPI):
                 await component.start()
                 self._started.append(component)
             await self.events.__aenter__()
-            self._task_group = anyio.create_task_group()
-            await self._task_group.__aenter__()
+            group = anyio.create_task_group()
+            await group.__aenter__()
             # Always: even without max_age, leftovers of interrupted saves are swept.
-            self._task_group.start_soon(self.retention.run)
+            group.start_soon(self.retention.run)
+            self._retention = group
         except BaseException:
             await self._close_components()
             raise
@@ -137,11 +144,13 @@ class ImageService(ImageServiceAPI):
         tb: TracebackType | None,
     ) -> None:
         try:
-            if self._task_group is not None:
-                self._task_group.cancel_scope.cancel()
-                await self._task_group.__aexit__(None, None, None)
-                self._task_group = None
-            await self.events.__aexit__(exc_type, exc, tb)
+            if self._retention is not None:
+                group, self._retention = self._retention, None
+                group.cancel_scope.cancel()
+                try:
+                    await group.__aexit__(*cancellation_only(exc_type, exc, tb))
+                finally:
+                    await self.events.__aexit__(exc_type, exc, tb)
         finally:
             await self._close_components()
 
