@@ -26,6 +26,7 @@ from mcp_imagegen import (
     InferenceBackend,
     ProgressReporter,
 )
+from mcp_imagegen.imaging import EncodedImage
 
 MODEL_NAME = "placeholder-v1"
 
@@ -123,7 +124,9 @@ class _Canvas:
         # Level 1 encodes several times faster than the default 6; placeholder
         # images are flat shapes, so the files stay small anyway.
         self.image.save(buffer, format="PNG", compress_level=1)
-        return buffer.getvalue()
+        # Pillow's encoder wrote it just now: the metadata step need not inflate
+        # it again to prove it whole (see EncodedImage).
+        return EncodedImage(buffer.getvalue())
 
     def _draw_caption(self) -> None:
         width, height = self.image.size

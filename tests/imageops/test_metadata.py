@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,13 @@ import pydantic
 import pytest
 from PIL import Image
 
-from mcp_imagegen import GeneratedImage, ProcessingContext
+from mcp_imagegen import (
+    GeneratedImage,
+    GenerationRequest,
+    ProcessingContext,
+    ignore_progress,
+    imaging,
+)
 from mcp_imagegen_imageops.containers import read_metadata
 from mcp_imagegen_imageops.metadata import (
     DIGITAL_SOURCE_TYPE,
@@ -21,6 +28,7 @@ from mcp_imagegen_imageops.metadata import (
     MetadataSettings,
     MetadataStep,
 )
+from mcp_imagegen_placeholder.backend import PlaceholderBackend, PlaceholderSettings
 from tests.imageops.conftest import encode, make_context, photo_pixels, reopen
 
 pytestmark = pytest.mark.anyio
@@ -312,3 +320,45 @@ async def test_same_image_and_recipe_give_the_same_bytes(
     second = await metadata_step().process(source, context)
 
     assert first.data == second.data  # no timestamps: reproducible files
+
+
+# -- bytes this process encoded are not inflated again --------------------------------
+
+
+@pytest.fixture
+def inflations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per zlib inflater the image checks create (the costly part)."""
+    made: list[int] = []
+    real = zlib.decompressobj
+
+    def decompressobj(*args: Any, **kwargs: Any) -> Any:
+        made.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(imaging.zlib, "decompressobj", decompressobj)
+    return made
+
+
+async def test_placeholder_images_are_marked_as_encoded_here() -> None:
+    request = GenerationRequest(prompt="a lighthouse", width=64, height=64, seed=1)
+
+    images = await PlaceholderBackend(PlaceholderSettings()).generate(
+        request, ignore_progress
+    )
+
+    assert isinstance(images[0].data, imaging.EncodedImage)
+
+
+async def test_metadata_step_does_not_inflate_bytes_encoded_in_this_process(
+    inflations: list[int], context: ProcessingContext
+) -> None:
+    plain = encode(photo_pixels(64, 64))
+    encoded_here = plain.model_copy(update={"data": imaging.EncodedImage(plain.data)})
+    step = MetadataStep(MetadataSettings())
+
+    trusted = await step.process(encoded_here, context)
+    assert inflations == []
+    checked = await step.process(plain, context)
+    assert inflations == [1]  # bytes from elsewhere are still checked in full
+    assert trusted.data == checked.data
+    assert type(trusted.data) is bytes  # new bytes: no longer vouched for

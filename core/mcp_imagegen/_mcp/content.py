@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from mcp_imagegen._service import BackendInfo, ImageService
 from mcp_imagegen.errors import ImageNotFoundError
-from mcp_imagegen.imaging import make_preview
+from mcp_imagegen.imaging import make_preview, preview_fits
 from mcp_imagegen.models import ImageRecord
 
 #: What image data a tool returns: a small preview, the stored bytes, or none.
@@ -171,10 +171,16 @@ async def _inline_image(
     cap = f"server.max_inline_bytes = {server.max_inline_bytes}"
     if inline == "full" and _base64_size(len(data)) <= budget:
         return _image_block(data, record.mime_type), None
-    # Previews are CPU work: a worker thread keeps progress and cancellation live.
-    shown, mime = await anyio.to_thread.run_sync(
-        make_preview, data, server.preview_max_side
-    )
+    # An image that already fits is its own preview: its header says so in
+    # microseconds, less than a worker-thread call. Shrinking one is CPU work: a
+    # worker thread keeps progress and cancellation live.
+    fits = preview_fits(data, server.preview_max_side)
+    if fits is not None:
+        shown, mime = data, fits
+    else:
+        shown, mime = await anyio.to_thread.run_sync(
+            make_preview, data, server.preview_max_side
+        )
     if _base64_size(len(shown)) <= budget:
         if inline != "full":
             return _image_block(shown, mime), None
