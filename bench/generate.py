@@ -44,6 +44,8 @@ async def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-generate-"))
     env = {"PATH": os.environ["PATH"], "HOME": str(work), "XDG_DATA_HOME": str(work)}
+    # A/B runs point PYTHONPATH at an exported tree (docs/performance.md).
+    env.update({k: v for k, v in os.environ.items() if k == "PYTHONPATH"})
     # --no-chain used to change only the printed label; the server needs the setting.
     chain_env = {"MCP_IMAGEGEN_GENERATION__POSTPROCESS": "[]"} if args.no_chain else {}
     ours = StdioServerParameters(

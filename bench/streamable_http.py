@@ -213,6 +213,8 @@ async def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-http-"))
     env = {"PATH": os.environ["PATH"], "HOME": str(work), "XDG_DATA_HOME": str(work)}
+    # A/B runs point PYTHONPATH at an exported tree (docs/performance.md).
+    env.update({k: v for k, v in os.environ.items() if k == "PYTHONPATH"})
     ours_port, bare_port = free_port(), free_port()
     config = work / "config.toml"
     config.write_text(
