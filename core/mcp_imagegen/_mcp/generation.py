@@ -20,6 +20,7 @@ from mcp_imagegen._mcp.tools import (
     tool_errors,
 )
 from mcp_imagegen._service import ImageService
+from mcp_imagegen.models import StoredImage
 
 
 async def generate_image(
@@ -69,16 +70,7 @@ async def generate_image(
             postprocess=postprocess,
             output_format=output_format,
         )
-        content, infos = await image_content(
-            service,
-            [(image.record, image.data) for image in stored],
-            inline,
-            link_of(ctx),
-        )
-        return CallToolResult(
-            content=content,
-            structured_content=GenerateResult(images=infos).model_dump(mode="json"),
-        )
+        return await _result(ctx, stored, inline)
 
 
 async def transform_image(
@@ -95,13 +87,23 @@ async def transform_image(
     service = service_of(ctx)
     with tool_errors("transform_image"):
         image = await service.transform(image_id, postprocess, output_format)
-        content, infos = await image_content(
-            service, [(image.record, image.data)], inline, link_of(ctx)
-        )
-        return CallToolResult(
-            content=content,
-            structured_content=GenerateResult(images=infos).model_dump(mode="json"),
-        )
+        return await _result(ctx, [image], inline)
+
+
+async def _result(
+    ctx: ToolContext, stored: list[StoredImage], inline: Inline
+) -> CallToolResult:
+    """The tool result for images a call just stored."""
+    content, infos = await image_content(
+        service_of(ctx),
+        [(image.record, image.data) for image in stored],
+        inline,
+        link_of(ctx),
+    )
+    return CallToolResult(
+        content=content,
+        structured_content=GenerateResult(images=infos).model_dump(mode="json"),
+    )
 
 
 def _generate_fields(service: ImageService) -> dict[str, FieldInfo]:
