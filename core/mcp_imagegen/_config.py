@@ -419,9 +419,11 @@ class Settings(BaseSettings):
         if exact:
             return _env_source(exact)
         sources = [_env_source(sorted(below))] if below else []
-        if self._config_file is not None:
-            if _lookup(self._file_data, parts) is not _MISSING:
-                sources.append(str(self._config_file))
+        if (
+            self._config_file is not None
+            and _lookup(self._file_data, parts) is not _MISSING
+        ):
+            sources.append(str(self._config_file))
         return "; ".join(sources) or DEFAULTS_SOURCE
 
 
@@ -630,18 +632,19 @@ def settings_from_dict(data: Mapping[str, Any]) -> Settings:
     Meant for tests and for embedding mcp-imagegen in another program.
     """
 
+    def given(key: str) -> str:
+        return "the given settings"
+
     try:
         settings = _IsolatedSettings(**dict(data))
     except pydantic.ValidationError as exc:
-        raise ConfigurationError(
-            format_validation_error(exc, lambda key: "the given settings")
-        ) from None
-    _check_storage_keys(settings, lambda key: "the given settings")
+        raise ConfigurationError(format_validation_error(exc, given)) from None
+    _check_storage_keys(settings, given)
     return settings
 
 
 def format_validation_error(
-    exc: pydantic.ValidationError, source_of: Any, prefix: str = ""
+    exc: pydantic.ValidationError, source_of: Callable[[str], str], prefix: str = ""
 ) -> str:
     """Render a pydantic error as lines ``key: problem (got value) [source]``."""
     lines = []
@@ -653,10 +656,14 @@ def format_validation_error(
             problem = "unknown setting (check the spelling; see config.example.toml)"
         value = error.get("input")
         shown = ""
-        if error["type"] != "missing" and isinstance(value, str | int | float | bool):
-            if not is_secret_key(key) and "key" not in key:
-                text = redact_url_text(value) if isinstance(value, str) else value
-                shown = f" (got {text!r})"
+        if (
+            error["type"] != "missing"
+            and isinstance(value, str | int | float | bool)
+            and not is_secret_key(key)
+            and "key" not in key
+        ):
+            text = redact_url_text(value) if isinstance(value, str) else value
+            shown = f" (got {text!r})"
         source = source_of(key)
         if error["type"] == "missing" and source == DEFAULTS_SOURCE:
             # A required key set nowhere: "the built-in defaults" would mislead.
