@@ -103,10 +103,9 @@ def build_service(
         plugins = load_plugins(settings.plugins.disabled)
     components = build_components(settings, plugins)
     timeout = settings.plugins.image_stored_timeout.total_seconds()
-    listeners = plugins
 
     async def announce(record: ImageRecord) -> None:
-        await listeners.image_stored(record, per_listener=timeout)
+        await plugins.image_stored(record, per_listener=timeout)
 
     return ImageService(
         settings,
@@ -164,23 +163,22 @@ def create_server(
     if not http:
         service = build_service(settings, plugins)
         server = build_mcp_server(service)
-        plugins.register_tools(server, service)
-        return server
-    from mcp_imagegen._http.metrics import PrometheusMetrics
+    else:
+        from mcp_imagegen._http.metrics import PrometheusMetrics
 
-    metrics = PrometheusMetrics()
-    service = build_service(settings, plugins, observer=metrics)
-    verifier, auth, scopes = _http_auth(settings)
+        metrics = PrometheusMetrics()
+        service = build_service(settings, plugins, observer=metrics)
+        verifier, auth, scopes = _http_auth(settings)
 
-    def is_tool(name: str) -> bool:
-        # The SDK's own lookup; tools plugins add below are found too.
-        return server._tool_manager.get_tool(name) is not None
+        def is_tool(name: str) -> bool:
+            # The SDK's own lookup; tools plugins add below are found too.
+            return server._tool_manager.get_tool(name) is not None
 
-    # Metrics outermost: calls refused for their scope count as errors too.
-    middleware = [metrics.middleware(is_tool), *scopes]
-    server = build_mcp_server(
-        service, verifier, auth, middleware, _image_link(settings)
-    )
+        # Metrics outermost: calls refused for their scope count as errors too.
+        middleware = [metrics.middleware(is_tool), *scopes]
+        server = build_mcp_server(
+            service, verifier, auth, middleware, _image_link(settings)
+        )
     plugins.register_tools(server, service)
     return server
 
