@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Sequence
@@ -123,10 +124,8 @@ class Saver:
 
     async def _undo(self, saved: list[ImageRecord]) -> None:
         for record in saved:
-            try:
+            with contextlib.suppress(MCPImageError):
                 await self.storage.delete(record.id)
-            except MCPImageError:
-                pass
 
     def _log(self, record: ImageRecord) -> None:
         log.info(
