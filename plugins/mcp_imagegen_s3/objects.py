@@ -80,7 +80,7 @@ class S3Objects(S3Base):
         """
         validate_image_id(image_id)
         key = self._record_key(image_id)
-        raw = await self._get_bytes(key, image_id, self.settings.max_load_bytes)
+        raw = await self._get_bytes(key, image_id)
         try:
             record = ImageRecord.model_validate_json(raw)
         except pydantic.ValidationError:
@@ -99,12 +99,13 @@ class S3Objects(S3Base):
             StorageError: if the image is larger than ``max_load_bytes`` or S3 fails.
         """
         record = await self.get_record(image_id)
-        data = await self._get_bytes(
-            self._image_key(record), image_id, self.settings.max_load_bytes
-        )
+        data = await self._get_bytes(self._image_key(record), image_id)
         return StoredImage(record=record, data=data)
 
-    async def _get_bytes(self, key: str, image_id: str, limit: int) -> bytes:
+    async def _get_bytes(self, key: str, image_id: str) -> bytes:
+        """Read one object, refusing one above ``max_load_bytes``."""
+        limit = self.settings.max_load_bytes
+
         async def get() -> bytes:
             response = await self._s3.get_object(Bucket=self.settings.bucket, Key=key)
             # Read or close every body: an unread one holds its pooled connection.
@@ -112,7 +113,7 @@ class S3Objects(S3Base):
                 size = response.get("ContentLength")
                 if size is not None:
                     if int(size) > limit:
-                        raise self._too_large(key, int(size), limit)
+                        raise self._too_large(key, int(size))
                     data: bytes = await body.read()
                     return data
                 # No length announced: count while reading.
@@ -121,17 +122,18 @@ class S3Objects(S3Base):
                 async for chunk in body.iter_chunks():
                     received += len(chunk)
                     if received > limit:
-                        raise self._too_large(key, received, limit)
+                        raise self._too_large(key, received)
                     chunks.append(chunk)
                 return b"".join(chunks)
 
         result: bytes = await self._call("read", key, get, image_id=image_id)
         return result
 
-    def _too_large(self, key: str, size: int, limit: int) -> StorageError:
+    def _too_large(self, key: str, size: int) -> StorageError:
         return StorageError(
             f"Object '{key}' in S3 bucket '{self.settings.bucket}' is {size} bytes "
-            f"or more, above the limit of {limit} (storage.s3.max_load_bytes)."
+            f"or more, above the limit of {self.settings.max_load_bytes} "
+            "(storage.s3.max_load_bytes)."
         )
 
     async def _put(self, key: str, data: bytes, content_type: str) -> None:

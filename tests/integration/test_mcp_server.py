@@ -39,18 +39,6 @@ pytestmark = pytest.mark.anyio
 SMALL = {"prompt": "a small cat", "width": 64, "height": 64}
 
 
-@pytest.fixture
-def connect(
-    make_settings: Callable[..., Settings], plugin_manager: PluginManager
-) -> Callable[..., mcp.Client]:
-    """Return a factory of in-memory clients of a fresh server for some settings."""
-
-    def client(data: dict[str, Any] | None = None) -> mcp.Client:
-        return mcp.Client(create_server(make_settings(data), plugin_manager))
-
-    return client
-
-
 def blocks(result: CallToolResult, kind: type[Any]) -> list[Any]:
     return [block for block in result.content if isinstance(block, kind)]
 

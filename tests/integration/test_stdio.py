@@ -181,9 +181,13 @@ def test_a_client_that_vanishes_mid_call_makes_serve_exit_quietly(
 HINT = "speaks MCP on stdin/stdout"
 
 
-def test_serve_in_a_terminal_says_it_speaks_mcp_on_stdio_and_how_to_try_it(
-    subprocess_env: dict[str, str], tmp_path: Path
-) -> None:
+def _serve_in_a_terminal_until(
+    subprocess_env: dict[str, str], tmp_path: Path, marker: str
+) -> tuple[list[str], int, str]:
+    """Start ``serve`` with a terminal for stdin, read stderr up to ``marker``, SIGTERM.
+
+    Returns the lines read, the exit code and the rest of stderr.
+    """
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
         [str(MCP_IMAGEGEN_BIN), "serve"],
@@ -194,23 +198,31 @@ def test_serve_in_a_terminal_says_it_speaks_mcp_on_stdio_and_how_to_try_it(
         stderr=subprocess.PIPE,
     )
     os.close(terminal)
-    lines: list[str] = []
+    seen: list[str] = []
     try:
         assert process.stderr is not None
-        for _ in range(50):  # bounded: the hint comes within the first few lines
+        for _ in range(50):  # bounded: the marker is among the first lines
             ready, _, _ = select.select([process.stderr], [], [], 30)
             line = process.stderr.readline().decode() if ready else ""
             if not line:
                 break
-            lines.append(line)
-            if HINT in line:
+            seen.append(line)
+            if marker in line:
                 break
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        code = process.wait(timeout=30)
+        rest = process.stderr.read().decode()
     finally:
         process.kill()
         process.wait()
         os.close(controller)
+    return seen, code, rest
+
+
+def test_serve_in_a_terminal_says_it_speaks_mcp_on_stdio_and_how_to_try_it(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    lines, _, _ = _serve_in_a_terminal_until(subprocess_env, tmp_path, HINT)
 
     [hint] = [line for line in lines if HINT in line]
     assert "inspector" in hint
@@ -227,34 +239,9 @@ def test_sigterm_before_any_client_spoke_exits_promptly(
     group half exited, a traceback, and a process waiting forever for its
     stdin thread.
     """
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(
-        [str(MCP_IMAGEGEN_BIN), "serve"],
-        env=subprocess_env,
-        cwd=tmp_path / "work",
-        stdin=terminal,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    seen, code, rest = _serve_in_a_terminal_until(
+        subprocess_env, tmp_path, "server_started"
     )
-    os.close(terminal)
-    seen: list[str] = []
-    try:
-        assert process.stderr is not None
-        for _ in range(50):  # bounded: server_started is among the first lines
-            ready, _, _ = select.select([process.stderr], [], [], 30)
-            line = process.stderr.readline().decode() if ready else ""
-            if not line:
-                break
-            seen.append(line)
-            if "server_started" in line:
-                break
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=30)
-        rest = process.stderr.read().decode()
-    finally:
-        process.kill()
-        process.wait()
-        os.close(controller)
 
     assert any("server_started" in line for line in seen)
     assert code == 128 + signal.SIGTERM, rest

@@ -7,16 +7,7 @@ meaningless), and no example database (runs do not depend on earlier runs).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-import mcp
-import pytest
 from hypothesis import HealthCheck, settings
-
-from mcp_imagegen._app import create_server
-from mcp_imagegen._config import Settings
-from mcp_imagegen._plugins import PluginManager
 
 settings.register_profile(
     "soak",
@@ -31,18 +22,8 @@ settings.register_profile(
 FUZZ_EXAMPLES = 60
 
 
-@pytest.fixture
-def connect(
-    make_settings: Callable[..., Settings], plugin_manager: PluginManager
-) -> Callable[..., mcp.Client]:
-    """Return a factory of in-memory clients of a fresh server for some settings."""
-
-    def client(data: dict[str, Any] | None = None) -> mcp.Client:
-        return mcp.Client(create_server(make_settings(data), plugin_manager))
-
-    return client
-
-
-# The real KServe test server of tests/kserve, started once per session when a soak
-# test needs it (imported, not copied, so both directories run the same server).
+# The in-memory client factory of tests/integration, and the real KServe test
+# server of tests/kserve, started once per session when a soak test needs it
+# (imported, not copied, so both directories run the same fixtures).
+from tests.integration.conftest import connect  # noqa: E402, F401
 from tests.kserve.conftest import kserve_server  # noqa: E402, F401
