@@ -88,7 +88,6 @@ def build_app(
     app.router.lifespan_context = _lifespan(
         app.router.lifespan_context, http, lifecycle
     )
-    logging.getLogger("uvicorn.error").addFilter(_startup_log_filter(lifecycle))
     app.add_middleware(
         DrainMiddleware,
         lifecycle=lifecycle,
@@ -172,7 +171,7 @@ def _lifespan(
     return lifespan
 
 
-def _startup_log_filter(lifecycle: Lifecycle) -> Callable[[logging.LogRecord], bool]:
+def startup_log_filter(lifecycle: Lifecycle) -> Callable[[logging.LogRecord], bool]:
     """Drop uvicorn's traceback of a start-up failure that is our own error.
 
     uvicorn logs it with Starlette's traceback text; our errors are reported in
