@@ -259,13 +259,11 @@ class DrainMiddleware:
     ) -> None:
         self.app = app
         self.lifecycle = lifecycle
-        self.path = path
+        self.path = path.rstrip("/")
         self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].rstrip("/") != self.path.rstrip(
-            "/"
-        ):
+        if scope["type"] != "http" or scope["path"].rstrip("/") != self.path:
             await self.app(scope, receive, send)
             return
         if not self.lifecycle.draining:
