@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,7 +40,7 @@ from tests.deploy.conftest import (
     render,
     server_container,
 )
-from tests.http.conftest import STARTUP_POLLS, HttpServer
+from tests.http.conftest import STARTUP_POLLS, HttpServer, free_port
 from tests.kserve.conftest import kserve_server  # noqa: F401  (a fixture used here)
 from tests.kserve.support import KServeServer
 
@@ -137,13 +136,6 @@ def fresh_venv(where: Path, wheel: Path, extras: set[str]) -> Path:
         capture_output=True,
     )
     return where / "bin"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -88,7 +88,6 @@ def build_app(
     app.router.lifespan_context = _lifespan(
         app.router.lifespan_context, http, lifecycle
     )
-    logging.getLogger("uvicorn.error").addFilter(_startup_log_filter(lifecycle))
     app.add_middleware(
         DrainMiddleware,
         lifecycle=lifecycle,
@@ -172,7 +171,7 @@ def _lifespan(
     return lifespan
 
 
-def _startup_log_filter(lifecycle: Lifecycle) -> Callable[[logging.LogRecord], bool]:
+def startup_log_filter(lifecycle: Lifecycle) -> Callable[[logging.LogRecord], bool]:
     """Drop uvicorn's traceback of a start-up failure that is our own error.
 
     uvicorn logs it with Starlette's traceback text; our errors are reported in
@@ -260,13 +259,11 @@ class DrainMiddleware:
     ) -> None:
         self.app = app
         self.lifecycle = lifecycle
-        self.path = path
+        self.path = path.rstrip("/")
         self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].rstrip("/") != self.path.rstrip(
-            "/"
-        ):
+        if scope["type"] != "http" or scope["path"].rstrip("/") != self.path:
             await self.app(scope, receive, send)
             return
         if not self.lifecycle.draining:

@@ -64,8 +64,6 @@ METHOD_SCOPES: dict[str, str] = {
 }
 DEFAULT_TOOL_SCOPE = SCOPE_GENERATE
 
-_DEFAULT_RESOURCE_URL = "http://127.0.0.1:8000/mcp"
-
 
 class InsufficientScopeError(MCPError):
     """The caller's token lacks the scope a tool or resource needs."""
@@ -283,34 +281,27 @@ def auth_enabled(settings: Settings) -> bool:
 def default_resource_url(settings: Settings) -> str:
     """The MCP endpoint's public URL: ``[server.http]`` ``public_url`` + ``path``.
 
-    Falls back to ``http://<host>:<port><path>`` and, without ``[server.http]``,
-    to ``http://127.0.0.1:8000/mcp``.
+    Falls back to ``http://<host>:<port><path>``.
     """
-    http = getattr(settings.server, "http", None)
-    if http is None:
-        return _DEFAULT_RESOURCE_URL
-    path = str(getattr(http, "path", "/mcp"))
-    public = getattr(http, "public_url", None)
-    if public:
-        return str(public).rstrip("/") + path
-    host = str(getattr(http, "host", "127.0.0.1"))
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{getattr(http, 'port', 8000)}{path}"
+    http = settings.server.http
+    if http.public_url:
+        return http.public_url + http.path  # validated: no trailing /
+    host = f"[{http.host}]" if ":" in http.host else http.host
+    return f"http://{host}:{http.port}{http.path}"
 
 
-def auth_for(
-    settings: Settings, resource_url: str | None = None
-) -> tuple[TokenVerifier | None, AuthSettings | None]:
+def auth_for(settings: Settings) -> tuple[TokenVerifier | None, AuthSettings | None]:
     """Build the SDK's token verifier and auth settings for ``[server.auth]``.
 
     Pass both to ``MCPServer(token_verifier=..., auth=...)``, add
     :class:`ScopeMiddleware` to its middleware, and call
     :func:`install_resource_metadata` on the app it builds.
 
+    The MCP endpoint's URL (:func:`default_resource_url`) is the resource
+    and, unless ``audience`` is set, the token audience.
+
     Args:
         settings: The whole configuration.
-        resource_url: The MCP endpoint's public URL (the token audience by
-            default); :func:`default_resource_url` when not given.
 
     Returns:
         ``(None, None)`` for ``mode = "none"``.
@@ -321,7 +312,7 @@ def auth_for(
     auth = settings.server.auth
     if auth.mode == "none":
         return None, None
-    resource = resource_url or default_resource_url(settings)
+    resource = default_resource_url(settings)
     verifier: TokenVerifier
     if auth.mode == "bearer":
         digests = [
@@ -375,9 +366,7 @@ def resource_metadata(settings: Settings, resource_url: str) -> dict[str, Any]:
     return document
 
 
-def install_resource_metadata(
-    app: Starlette, settings: Settings, resource_url: str | None = None
-) -> None:
+def install_resource_metadata(app: Starlette, settings: Settings) -> None:
     """Serve this server's own protected-resource metadata from ``app``.
 
     The SDK's document lists only ``required_scopes`` as supported and names
@@ -388,7 +377,7 @@ def install_resource_metadata(
     """
     if not auth_enabled(settings):
         return
-    resource = resource_url or default_resource_url(settings)
+    resource = default_resource_url(settings)
     path = urlsplit(str(build_resource_metadata_url(resource))).path  # type: ignore[arg-type]
     document = resource_metadata(settings, resource)
 

@@ -73,7 +73,7 @@ class ImageUrls:
         ).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
-    def link(self, image_id: str, now: float | None = None) -> str:
+    def link(self, image_id: str) -> str:
         """A link to ``image_id`` under ``public_url``, valid for ``ttl`` from now.
 
         Raises:
@@ -81,7 +81,7 @@ class ImageUrls:
         """
         if self.public_url is None:
             raise ValueError("server.http.public_url is not set")
-        exp = int((time.time() if now is None else now) + self.ttl)
+        exp = int(time.time() + self.ttl)
         sig = self.signature(image_id, exp)
         return f"{self.public_url}/images/{image_id}?exp={exp}&sig={sig}"
 
@@ -171,7 +171,7 @@ def _headers(record: ImageRecord, remaining: int) -> dict[str, str]:
     return {
         "Content-Type": record.mime_type,
         # The id names immutable bytes, whose digest the record holds.
-        "ETag": f'"{record.sha256}"',
+        "ETag": _etag(record),
         # "private": a capability URL must not land in shared caches; never
         # cached past the link's own validity.
         "Cache-Control": f"private, max-age={remaining}, immutable",
@@ -182,7 +182,11 @@ def _headers(record: ImageRecord, remaining: int) -> dict[str, str]:
 def _matches(if_none_match: str, record: ImageRecord) -> bool:
     """Whether ``If-None-Match`` names the record's ETag (weak comparison)."""
     tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
-    return "*" in tags or f'"{record.sha256}"' in tags
+    return "*" in tags or _etag(record) in tags
+
+
+def _etag(record: ImageRecord) -> str:
+    return f'"{record.sha256}"'
 
 
 def _error(status: int, message: str, *, retry_after: bool = False) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from mcp_imagegen._config import HttpSettings
-from mcp_imagegen._http.app import Lifecycle, build_app
+from mcp_imagegen._http.app import Lifecycle, build_app, startup_log_filter
 from mcp_imagegen._http.safety import is_loopback
 from mcp_imagegen._mcp import ImageGenServer
 
@@ -106,15 +107,21 @@ async def serve_http(server: ImageGenServer, http: HttpSettings) -> int:
                 log.info("drain_started", signal=name, drain_timeout=drain)
                 group.start_soon(watch_drain)
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(handle_signals, group)
-        try:
-            await web.serve()
-        except SystemExit:
-            # uvicorn exits when the app's startup fails; report why instead.
-            if lifecycle.startup_error is None:
-                raise
-        group.cancel_scope.cancel()
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    log_filter = startup_log_filter(lifecycle)
+    uvicorn_log.addFilter(log_filter)
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(handle_signals, group)
+            try:
+                await web.serve()
+            except SystemExit:
+                # uvicorn exits when the app's startup fails; report why instead.
+                if lifecycle.startup_error is None:
+                    raise
+            group.cancel_scope.cancel()
+    finally:
+        uvicorn_log.removeFilter(log_filter)
     if lifecycle.startup_error is not None:
         raise lifecycle.startup_error
     log.info("server_stopped")
