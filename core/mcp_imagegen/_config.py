@@ -167,7 +167,8 @@ class ServerAuthSettings(_Section):
     audience: str | None = None
     #: jwt: where the authorization server publishes its signing keys.
     jwks_url: str | None = None
-    #: jwt: scopes every request needs, on top of each tool's own scope.
+    #: Scopes every request needs, on top of each tool's own (static bearer
+    #: tokens carry ``bearer_scopes``).
     required_scopes: NameList = Field(default_factory=list)
     #: jwt: signature algorithms accepted.
     algorithms: NameList = Field(default_factory=lambda: ["RS256", "ES256"])
