@@ -55,6 +55,7 @@ from mcp_imagegen.interfaces import (
     ImageStorage,
     InferenceBackend,
     PostProcessor,
+    TaskStore,
 )
 from mcp_imagegen.models import (
     OUTPUT_FORMATS,
@@ -68,6 +69,9 @@ from mcp_imagegen.models import (
     ProcessingContext,
     ProgressReporter,
     StoredImage,
+    TaskPage,
+    TaskRecord,
+    TaskStatus,
     ignore_progress,
 )
 
@@ -107,6 +111,10 @@ __all__ = [
     "ProgressReporter",
     "StorageError",
     "StoredImage",
+    "TaskPage",
+    "TaskRecord",
+    "TaskStatus",
+    "TaskStore",
     "ValidationError",
     "__version__",
     "decode_cursor",

@@ -27,6 +27,8 @@ from mcp_imagegen.models import (
     ProcessingContext,
     ProgressReporter,
     StoredImage,
+    TaskPage,
+    TaskRecord,
     ignore_progress,
 )
 
@@ -190,6 +192,65 @@ class ImageStorage(Component, abc.ABC):
     def local_path(self, image_id: str) -> Path | None:
         """Return the image's path on this machine, if the storage has one."""
         return None
+
+    def task_store(self) -> TaskStore | None:
+        """Return a :class:`TaskStore` kept beside the images, if this storage has one.
+
+        Called after :meth:`start`. HTTP deployments keep MCP task records here so
+        that every replica sharing the storage can answer for every task. The
+        default (``None``) leaves tasks in memory.
+        """
+        return None
+
+
+class TaskStore(abc.ABC):
+    """Keeps MCP task records where every replica can read them.
+
+    Ids passed in are validated by the caller; implementations must still refuse
+    anything but ``[A-Za-z0-9_-]`` before using an id in a path or key. The
+    contract suite ``mcp_imagegen.testing.TaskStoreContract`` pins the behaviour.
+    """
+
+    @abc.abstractmethod
+    async def put(self, record: TaskRecord) -> None:
+        """Create or replace the record of ``record.task_id``, atomically."""
+
+    @abc.abstractmethod
+    async def get(self, task_id: str) -> TaskRecord | None:
+        """Return the task's record, or ``None`` if there is none (or it expired)."""
+
+    @abc.abstractmethod
+    async def list(
+        self, owner: str | None, limit: int = 50, cursor: str | None = None
+    ) -> TaskPage:
+        """Return ``owner``'s tasks, newest first, after ``cursor``.
+
+        Raises:
+            ValidationError: if ``cursor`` is not one this store returned.
+        """
+
+    @abc.abstractmethod
+    async def delete(self, task_id: str) -> None:
+        """Forget a task (and its cancel request); no error if it is absent."""
+
+    @abc.abstractmethod
+    async def request_cancel(self, task_id: str) -> None:
+        """Record that the task's cancellation was asked for (any replica may ask)."""
+
+    @abc.abstractmethod
+    async def cancel_requested(self, task_id: str) -> bool:
+        """Return whether :meth:`request_cancel` was called for this task."""
+
+    @abc.abstractmethod
+    async def delete_expired(self, now: datetime) -> int:
+        """Delete every task whose ``created_at + ttl`` is before ``now``.
+
+        Returns:
+            How many tasks were deleted.
+        """
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, default no-op
+        """Release what the store holds; idempotent. The default does nothing."""
 
 
 class PostProcessor(Component, abc.ABC):

@@ -63,6 +63,13 @@ class GenerationRequest(BaseModel):
     guidance_scale: float | None = None
     model: str | None = None
     parameters: dict[str, Scalar] = Field(default_factory=dict)
+    #: Input image for image-to-image / inpainting: encoded PNG bytes, already
+    #: decoded, checked and sized to ``width`` x ``height`` by the service.
+    image: bytes | None = Field(default=None, repr=False)
+    #: Inpainting mask (PNG, same size as ``image``): white = repaint, black = keep.
+    mask: bytes | None = Field(default=None, repr=False)
+    #: How far an edit may move away from ``image`` (0 keeps it, 1 ignores it).
+    strength: float | None = None
 
     def seed_for(self, index: int) -> int:
         """Return the seed of image ``index`` (0-based) of this request."""
@@ -99,6 +106,10 @@ class Capabilities(BaseModel):
     default_steps: int | None = None
     models: list[str] = Field(default_factory=list)
     output_mime_types: list[str] = Field(default_factory=lambda: ["image/png"])
+    #: Accepts ``GenerationRequest.image`` (image-to-image).
+    image_input: bool = False
+    #: Accepts ``GenerationRequest.mask`` (inpainting); implies ``image_input``.
+    mask: bool = False
 
 
 class Health(BaseModel):
@@ -189,3 +200,47 @@ class ProcessingContext(BaseModel):
     output_format: str | None = None
     #: Id of the image being transformed, when a stored image is post-processed.
     source_image_id: str | None = None
+
+
+#: Lifecycle states of an MCP task (protocol revision 2025-11-25).
+TaskStatus = Literal["working", "input_required", "completed", "failed", "cancelled"]
+
+
+class TaskRecord(BaseModel):
+    """The durable state of one MCP task, kept in a ``TaskStore``.
+
+    Only the replica running the task (``runner``) writes its record while it is
+    ``working``; it refreshes ``heartbeat_at`` so that any replica can tell a task
+    whose runner died (stale heartbeat) and report it ``failed``. Cancellation from
+    another replica goes through :meth:`TaskStore.request_cancel`, never by
+    rewriting the record.
+    """
+
+    task_id: str
+    #: Principal that created the task (``None`` without authentication); only it
+    #: may see the task.
+    owner: str | None = None
+    tool: str
+    status: TaskStatus = "working"
+    status_message: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    ttl_ms: int
+    poll_interval_ms: int
+    #: Id of the server process running the task.
+    runner: str
+    heartbeat_at: datetime
+    #: The tool's result (a ``CallToolResult`` as JSON) once completed or failed.
+    result: dict[str, Any] | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """True once the task will not change any more."""
+        return self.status in ("completed", "failed", "cancelled")
+
+
+class TaskPage(BaseModel):
+    """One page of a task listing; pass ``next_cursor`` to get the next."""
+
+    items: list[TaskRecord]
+    next_cursor: str | None = None
