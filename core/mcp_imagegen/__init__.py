@@ -19,9 +19,12 @@ Every module whose name starts with an underscore (``mcp_imagegen._config``,
 from mcp_imagegen._concurrency import gather
 from mcp_imagegen._ids import (
     IMAGE_ID_PATTERN,
+    TASK_ID_PATTERN,
     image_id_time,
     new_image_id,
+    new_task_id,
     validate_image_id,
+    validate_task_id,
 )
 from mcp_imagegen._redaction import redact_url_text
 from mcp_imagegen._storagekit import (
@@ -80,6 +83,7 @@ __version__ = "0.1.0"
 __all__ = [
     "IMAGE_ID_PATTERN",
     "OUTPUT_FORMATS",
+    "TASK_ID_PATTERN",
     "BackendError",
     "BackendNotReadyError",
     "BackendRejectedError",
@@ -125,6 +129,8 @@ __all__ = [
     "ignore_progress",
     "image_id_time",
     "new_image_id",
+    "new_task_id",
     "redact_url_text",
     "validate_image_id",
+    "validate_task_id",
 ]

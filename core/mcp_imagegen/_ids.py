@@ -11,7 +11,7 @@ import re
 import secrets
 from datetime import UTC, datetime
 
-from mcp_imagegen.errors import InvalidImageIdError
+from mcp_imagegen.errors import InvalidImageIdError, ValidationError
 
 IMAGE_ID_PATTERN = r"^[0-9]{8}T[0-9]{9}-[0-9a-f]{12}$"
 _IMAGE_ID_RE = re.compile(IMAGE_ID_PATTERN)
@@ -47,3 +47,32 @@ def image_id_time(image_id: str) -> datetime:
     stamp = validate_image_id(image_id)[:18]
     parsed = datetime.strptime(stamp[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
     return parsed.replace(microsecond=int(stamp[15:18]) * 1000)
+
+
+#: Task ids: the image-id time stamp, then 128 random bits (unguessable: a task id
+#: is a capability to read its result when authentication is off).
+TASK_ID_PATTERN = r"^[0-9]{8}T[0-9]{9}-[0-9a-f]{32}$"
+_TASK_ID_RE = re.compile(TASK_ID_PATTERN)
+
+
+def new_task_id(now: datetime | None = None) -> str:
+    """Return a fresh, time-sortable, unguessable MCP task id."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    stamp = moment.strftime("%Y%m%dT%H%M%S") + f"{moment.microsecond // 1000:03d}"
+    return f"{stamp}-{secrets.token_hex(16)}"
+
+
+def validate_task_id(task_id: object) -> str:
+    """Return ``task_id`` unchanged if it is a well-formed task id.
+
+    Raises:
+        ValidationError: if it does not match :data:`TASK_ID_PATTERN`. The
+            message never echoes more than a short prefix of the input.
+    """
+    if isinstance(task_id, str) and _TASK_ID_RE.fullmatch(task_id):
+        return task_id
+    shown = repr(task_id)[:40] if isinstance(task_id, str) else type(task_id).__name__
+    raise ValidationError(
+        f"Invalid task id {shown}: task ids look like "
+        "'20261126T034442123-' followed by 32 hex digits."
+    )

@@ -206,9 +206,10 @@ class ImageStorage(Component, abc.ABC):
 class TaskStore(abc.ABC):
     """Keeps MCP task records where every replica can read them.
 
-    Ids passed in are validated by the caller; implementations must still refuse
-    anything but ``[A-Za-z0-9_-]`` before using an id in a path or key. The
-    contract suite ``mcp_imagegen.testing.TaskStoreContract`` pins the behaviour.
+    Ids passed in are validated by the caller; implementations must still check
+    them with :func:`mcp_imagegen.validate_task_id` before using an id in a path
+    or key. The contract suite ``mcp_imagegen.testing.TaskStoreContract`` pins
+    the behaviour.
     """
 
     @abc.abstractmethod
