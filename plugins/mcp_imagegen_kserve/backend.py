@@ -138,6 +138,8 @@ class KServeBackend(InferenceBackend):
             supports_guidance_scale=s.supports_guidance_scale,
             default_steps=s.default_steps,
             models=[s.model],
+            image_input=s.image_input,
+            mask=s.mask,
         )
 
     async def check_health(self) -> Health:
@@ -177,6 +179,7 @@ class KServeBackend(InferenceBackend):
                 f"Backend '{self.instance_name}' serves model '{model}', not "
                 f"'{request.model}'; configure another [backends.<name>] instance."
             )
+        self._check_image_input(request)
         tracker = ProgressTracker(progress, request.num_images, model, self.settings)
         await tracker.send(
             0,
@@ -203,6 +206,36 @@ class KServeBackend(InferenceBackend):
         if failures:
             raise failures[0]
         return images
+
+    def _check_image_input(self, request: GenerationRequest) -> None:
+        """Refuse image input this model was not configured to take.
+
+        The service checks capabilities first; this guards third-party callers,
+        as a predictor would silently ignore an unknown field and answer a
+        text-to-image result as if it were the edit.
+        """
+        s = self.settings
+        table = f"[backends.{self.instance_name}]"
+        if request.image is None:
+            if request.mask is not None:
+                raise ValidationError("mask: a mask needs an input image.")
+            return
+        if not s.image_input:
+            raise ValidationError(
+                f"image: backend '{self.instance_name}' takes no input image; set "
+                f"image_input = true in {table} if model '{s.model}' reads one."
+            )
+        if request.mask is not None and not s.mask:
+            raise ValidationError(
+                f"mask: backend '{self.instance_name}' takes no inpainting mask; "
+                f"set mask = true in {table} if model '{s.model}' reads one."
+            )
+        strength = request.strength
+        if strength is not None and not 0.0 <= strength <= 1.0:
+            raise ValidationError(
+                f"strength: must be between 0 and 1 (0 keeps the input image, 1 "
+                f"ignores it), got {strength!r}."
+            )
 
     def _started(self) -> tuple[Exchange, anyio.Semaphore]:
         if self._exchange is None or self._slots is None:

@@ -4,10 +4,17 @@ V1 sends one instance per image (several in one body with ``batch_instances``);
 V2 sends the prompt as a ``BYTES`` tensor and the generation fields either as
 ``parameters`` or as extra input tensors, asking for binary output when
 ``binary_data`` is set.
+
+An input image and mask (image-to-image, inpainting) travel as base64 PNG text:
+V1 in the instance, V2 as ``BYTES`` input tensors whose JSON ``data`` element is
+that text. Never as raw bytes in the binary extension: KServe's Python server
+(0.21) turns every binary ``BYTES`` input back into UTF-8 JSON text and fails on
+PNG bytes, so base64 is the form every KServe and Triton predictor can read.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from typing import Any
@@ -23,6 +30,7 @@ _INPUT_DATATYPES = {
     "seed": "INT64",
     "steps": "INT32",
     "guidance_scale": "FP32",
+    "strength": "FP32",
 }
 
 
@@ -50,8 +58,28 @@ def generation_fields(
         fields.append(("steps", steps))
     if request.guidance_scale is not None and s.supports_guidance_scale:
         fields.append(("guidance_scale", request.guidance_scale))
+    if request.image is not None and request.strength is not None:
+        # Without an input image strength means nothing: text-to-image bodies
+        # stay exactly as they were.
+        fields.append(("strength", request.strength))
     names = s.wire_names()
     return [(field, value) for field, value in fields if names[field]]
+
+
+def image_fields(request: GenerationRequest) -> list[tuple[str, str]]:
+    """Return ``(field, base64 PNG)`` of the request's input image and mask.
+
+    Empty for text-to-image. The backend has checked before that the model takes
+    what the request carries (``image_input``, ``mask``).
+
+    Args:
+        request: The generation request.
+    """
+    fields: list[tuple[str, str]] = []
+    for field, data in (("image", request.image), ("mask", request.mask)):
+        if data is not None:
+            fields.append((field, base64.b64encode(data).decode("ascii")))
+    return fields
 
 
 def build_payload(
@@ -84,11 +112,14 @@ def _v1_payload(
 ) -> dict[str, Any]:
     names = settings.wire_names()
     extra = _extra(settings, request)
+    # Encoded once: the same input image goes into every instance.
+    images = {names[field]: text for field, text in image_fields(request)}
     instances = [
         {
             **extra,
             settings.prompt_input: request.prompt,
             **{names[f]: v for f, v in generation_fields(settings, request, index)},
+            **images,
         }
         for index in indexes
     ]
@@ -122,6 +153,12 @@ def _v2_payload(
                     "data": [value],
                 }
             )
+    for field, text in image_fields(request):
+        # Always a tensor, whatever parameters_in says: parameters are for
+        # scalars, and a predictor finds an image among its inputs.
+        inputs.append(
+            {"name": names[field], "shape": shape, "datatype": "BYTES", "data": [text]}
+        )
     if s.binary_data:
         parameters["binary_data_output"] = True
     payload: dict[str, Any] = {"id": uuid.uuid4().hex, "inputs": inputs}

@@ -21,6 +21,10 @@ DEFAULT_FIELD_NAMES: dict[str, str] = {
     "seed": "seed",
     "steps": "num_inference_steps",
     "guidance_scale": "guidance_scale",
+    # Image input (image-to-image, inpainting), as diffusers' pipelines name them.
+    "image": "image",
+    "mask": "mask_image",
+    "strength": "strength",
 }
 
 
@@ -110,6 +114,11 @@ class KServeSettings(ComponentSettings):
     supports_guidance_scale: bool = True
     #: Steps sent when a request gives none (unset: the predictor's own default).
     default_steps: int | None = Field(None, ge=1)
+    #: The model takes an input image (image-to-image); off by default, as nothing
+    #: tells which predictors read one. Sent with ``strength`` (see docs/kserve.md).
+    image_input: bool = False
+    #: The model takes an inpainting mask too (white = repaint); needs image_input.
+    mask: bool = False
 
     # -- safety -----------------------------------------------------------------
     #: Largest response body accepted, in bytes.
@@ -164,6 +173,18 @@ class KServeSettings(ComponentSettings):
     def _check_sides(self) -> KServeSettings:
         if self.min_side > self.max_side:
             raise ValueError("min_side must not be larger than max_side")
+        if self.mask and not self.image_input:
+            raise ValueError(
+                "mask = true needs image_input = true (a mask edits an input image)"
+            )
+        names = self.wire_names()
+        for field, enabled in (("image", self.image_input), ("mask", self.mask)):
+            if enabled and not names[field]:
+                raise ValueError(
+                    f'field_names.{field} = "" but {field} input is enabled; give '
+                    f"the wire name the predictor reads (default "
+                    f"'{DEFAULT_FIELD_NAMES[field]}')"
+                )
         return self
 
     def wire_names(self) -> dict[str, str]:

@@ -25,6 +25,9 @@ No ML: images are rendered with Pillow (see :mod:`tests.kserve.rendering`). Mode
 
 Every PNG carries what the predictor received (``RECEIVED_KEY`` text chunk),
 including the ``host`` and ``authorization`` headers, so tests can check the wire.
+``sd-v1`` and ``sd-v2`` also take an input image and mask (V1 instance keys, V2
+BYTES inputs ``image`` / ``mask_image``, base64 PNG): they are echoed as
+``<name>_sha256`` and ``<name>_bytes`` of the decoded bytes, not as the text.
 
 The server binds 127.0.0.1 only: uvicorn's config is patched before start, as
 KServe hard-codes 0.0.0.0.
@@ -35,7 +38,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import binascii
 import collections
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -67,6 +72,37 @@ def _int(value: Any, name: str, default: int) -> int:
         raise InvalidInput(f"{name} must be a number") from None
 
 
+#: Wire names of the image inputs the models read (the backend's defaults).
+IMAGE_FIELDS = ("image", "mask_image")
+
+
+def _image_digest(name: str, text: Any) -> dict[str, Any]:
+    """Decode a base64 PNG input strictly; return its digest for the echo."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii", errors="replace")
+    if not isinstance(text, str):
+        raise InvalidInput(f"{name} must be base64 text")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise InvalidInput(f"{name} is not valid base64") from None
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise InvalidInput(f"{name} is not a PNG")
+    return {
+        f"{name}_sha256": hashlib.sha256(data).hexdigest(),
+        f"{name}_bytes": len(data),
+    }
+
+
+def _echo_images(fields: dict[str, Any]) -> dict[str, Any]:
+    """Return ``fields`` with each image input replaced by its digest."""
+    echoed = {k: v for k, v in fields.items() if k not in IMAGE_FIELDS}
+    for name in IMAGE_FIELDS:
+        if name in fields:
+            echoed.update(_image_digest(name, fields[name]))
+    return echoed
+
+
 def _echo_headers(headers: dict[str, str] | None) -> dict[str, str]:
     headers = headers or {}
     return {key: headers[key] for key in HEADERS_ECHOED if key in headers}
@@ -93,7 +129,7 @@ class DiffusersV1Model(Model):
         width = _int(instance.get("width"), "width", 512)
         height = _int(instance.get("height"), "height", 512)
         seed = _int(instance.get("seed"), "seed", 0)
-        received = {**instance, **_echo_headers(headers)}
+        received = {**_echo_images(instance), **_echo_headers(headers)}
         return render_png(seed, width, height, received), received
 
     async def predict(
@@ -215,11 +251,18 @@ def _fields(request: InferRequest) -> dict[str, Any]:
         "seed",
         "num_inference_steps",
         "guidance_scale",
+        "strength",
     ):
         value = _input(request, name)
         if value is not None:
             fields[name] = value
-    return fields
+    for name in IMAGE_FIELDS:
+        found = request.get_input_by_name(name)
+        if found is not None:
+            if found.datatype != "BYTES":
+                raise InvalidInput(f"input '{name}' must be BYTES")
+            fields[name] = found.as_numpy().reshape(-1)[0]
+    return _echo_images(fields)
 
 
 class KServeV2Model(Model):
