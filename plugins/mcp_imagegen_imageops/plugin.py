@@ -13,11 +13,14 @@ from mcp_imagegen import PostProcessor, hookimpl
 
 @hookimpl
 def register_postprocessors(register: Callable[[type[PostProcessor]], None]) -> None:
-    """Register ``resize``, ``convert``, ``watermark``, ``metadata`` and
-    ``strip_metadata``."""
+    """Register ``resize``, ``convert``, ``watermark``, ``metadata``,
+    ``strip_metadata``, ``crop``, ``rotate`` and ``flip``."""
     from mcp_imagegen_imageops.convert import ConvertStep
+    from mcp_imagegen_imageops.crop import CropStep
+    from mcp_imagegen_imageops.flip import FlipStep
     from mcp_imagegen_imageops.metadata import MetadataStep, StripMetadataStep
     from mcp_imagegen_imageops.resize import ResizeStep
+    from mcp_imagegen_imageops.rotate import RotateStep
     from mcp_imagegen_imageops.watermark import WatermarkStep
 
     for step in (
@@ -26,5 +29,8 @@ def register_postprocessors(register: Callable[[type[PostProcessor]], None]) -> 
         WatermarkStep,
         MetadataStep,
         StripMetadataStep,
+        CropStep,
+        RotateStep,
+        FlipStep,
     ):
         register(step)

@@ -10,8 +10,11 @@ import pytest
 from mcp_imagegen import PostProcessor
 from mcp_imagegen.testing import PostProcessorContract
 from mcp_imagegen_imageops.convert import ConvertStep
+from mcp_imagegen_imageops.crop import CropStep
+from mcp_imagegen_imageops.flip import FlipStep
 from mcp_imagegen_imageops.metadata import MetadataStep, StripMetadataStep
 from mcp_imagegen_imageops.resize import ResizeStep
+from mcp_imagegen_imageops.rotate import RotateStep
 from mcp_imagegen_imageops.watermark import WatermarkStep
 
 STEPS: dict[str, tuple[type[PostProcessor], dict[str, Any]]] = {
@@ -23,6 +26,11 @@ STEPS: dict[str, tuple[type[PostProcessor], dict[str, Any]]] = {
     "watermark": (WatermarkStep, {"text": "contract"}),
     "metadata": (MetadataStep, {}),
     "strip_metadata": (StripMetadataStep, {}),
+    "crop-box": (CropStep, {"left": 4, "top": 2, "width": 20, "height": 10}),
+    "crop-aspect": (CropStep, {"aspect": "16:9", "gravity": "bottom-right"}),
+    "rotate-90": (RotateStep, {"angle": 90}),
+    "rotate-any": (RotateStep, {"angle": -17.5, "fill": "white", "expand": False}),
+    "flip": (FlipStep, {"direction": "vertical"}),
 }
 
 
