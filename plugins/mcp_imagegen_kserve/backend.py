@@ -257,7 +257,7 @@ class KServeBackend(InferenceBackend):
         async def one(index: int) -> None:
             try:
                 async with slots:
-                    payload = build_payload(self.settings, request, [index])
+                    payload = await self._payload(request, [index])
                     parsed = await self._call(exchange, payload, tracker)
                 results[index] = self._image(request, index, parsed[0])
                 await tracker.image_done()
@@ -284,7 +284,7 @@ class KServeBackend(InferenceBackend):
     ) -> list[GeneratedImage]:
         indexes = list(range(request.num_images))
         async with slots:
-            payload = build_payload(self.settings, request, indexes)
+            payload = await self._payload(request, indexes)
             parsed = await self._call(exchange, payload, tracker)
         if len(parsed) < request.num_images:
             self._failures.fail(
@@ -297,6 +297,15 @@ class KServeBackend(InferenceBackend):
         for _ in indexes:
             await tracker.image_done()
         return images
+
+    async def _payload(
+        self, request: GenerationRequest, indexes: list[int]
+    ) -> dict[str, object]:
+        """Build the body of images ``indexes`` (with an input image: in a thread)."""
+        build = functools.partial(build_payload, self.settings, request, indexes)
+        if request.image is None:
+            return build()
+        return await anyio.to_thread.run_sync(build)
 
     def _image(
         self, request: GenerationRequest, index: int, parsed: ParsedImage

@@ -128,7 +128,8 @@ class Exchange:
         Raises:
             BackendError: a subclass saying what failed; see ``KServeBackend.generate``.
         """
-        content = encode_payload(payload)
+        # In a worker thread: a body with an input image is megabytes of JSON.
+        content = await anyio.to_thread.run_sync(encode_payload, payload)
         request_id = str(payload.get("id") or uuid.uuid4().hex)
         begun = time.monotonic()
         deadline = begun + self.settings.deadline

@@ -66,7 +66,18 @@ def generation_fields(
     return [(field, value) for field, value in fields if names[field]]
 
 
-def image_fields(request: GenerationRequest) -> list[tuple[str, str]]:
+class Base64Text(str):
+    """Base64 text of an input image: sent verbatim, never JSON-escaped.
+
+    Base64 holds no character JSON escapes, so :func:`encode_payload` splices
+    it into the body instead of running megabytes through the JSON encoder
+    (which took ~30 ms per MB here).
+    """
+
+    __slots__ = ()
+
+
+def image_fields(request: GenerationRequest) -> list[tuple[str, Base64Text]]:
     """Return ``(field, base64 PNG)`` of the request's input image and mask.
 
     Empty for text-to-image. The backend has checked before that the model takes
@@ -75,10 +86,10 @@ def image_fields(request: GenerationRequest) -> list[tuple[str, str]]:
     Args:
         request: The generation request.
     """
-    fields: list[tuple[str, str]] = []
+    fields: list[tuple[str, Base64Text]] = []
     for field, data in (("image", request.image), ("mask", request.mask)):
         if data is not None:
-            fields.append((field, base64.b64encode(data).decode("ascii")))
+            fields.append((field, Base64Text(base64.b64encode(data).decode("ascii"))))
     return fields
 
 
@@ -99,8 +110,37 @@ def build_payload(
 
 
 def encode_payload(payload: dict[str, Any]) -> bytes:
-    """Return ``payload`` as compact JSON bytes, the body sent on the wire."""
-    return json.dumps(payload, separators=(",", ":")).encode()
+    """Return ``payload`` as compact JSON bytes, the body sent on the wire.
+
+    :class:`Base64Text` values are encoded as a short placeholder and then put in
+    place byte for byte: the same JSON, without escaping megabytes of image text.
+    """
+    blobs: dict[str, Base64Text] = {}
+    token = uuid.uuid4().hex
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, Base64Text):
+            key = f"{token}-{len(blobs)}"
+            blobs[key] = value
+            return key
+        if isinstance(value, dict):
+            return {k: swap(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        return value
+
+    body = json.dumps(swap(payload), separators=(",", ":")).encode()
+    if not blobs:
+        return body
+    # Keys appear in the body in the order swap() made them (dicts keep their
+    # order); the token is random per body, so no prompt holds it by chance.
+    parts: list[bytes] = []
+    rest = body
+    for key, text in blobs.items():
+        before, _, rest = rest.partition(f'"{key}"'.encode())
+        parts += [before, b'"', text.encode("ascii"), b'"']
+    parts.append(rest)
+    return b"".join(parts)
 
 
 def _extra(settings: KServeSettings, request: GenerationRequest) -> dict[str, Scalar]:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -17,6 +20,7 @@ import pytest
 from PIL import Image
 
 from mcp_imagegen import GenerationRequest, ValidationError, ignore_progress
+from mcp_imagegen_kserve.payloads import build_payload, encode_payload
 from mcp_imagegen_kserve.settings import KServeSettings
 from tests.kserve.rendering import received_by_predictor
 
@@ -195,3 +199,65 @@ def test_inconsistent_image_settings_are_rejected(
 ) -> None:
     with pytest.raises(pydantic.ValidationError, match=match):
         KServeSettings(url="http://kserve.test", model="sd", **options)
+
+
+# -- the body on the wire --------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+def test_the_spliced_body_is_byte_for_byte_the_plain_json(protocol: str) -> None:
+    s = KServeSettings(url="http://k.test", model="m", protocol=protocol, **EDITING)
+    edit = request(
+        prompt='say "hi" \\ é \n 0123456789abcdef-0',
+        image=IMAGE,
+        mask=MASK,
+        strength=0.4,
+    )
+    payload = build_payload(s, edit, [0])
+
+    assert (
+        encode_payload(payload) == json.dumps(payload, separators=(",", ":")).encode()
+    )
+
+
+def _doc_examples() -> list[dict[str, Any]]:
+    docs = (Path(__file__).parents[2] / "docs" / "kserve.md").read_text()
+    section = docs.split("## Image input", 1)[1].split("\n## ", 1)[0]
+    return [
+        json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.S)
+    ]
+
+
+def test_the_documented_v1_and_v2_bodies_are_what_is_sent() -> None:
+    v1_doc, v2_doc = _doc_examples()
+    edit = GenerationRequest(
+        prompt="a night sky",
+        width=512,
+        height=512,
+        seed=7,
+        image=IMAGE,
+        mask=MASK,
+        strength=0.6,
+    )
+
+    v1 = build_payload(
+        KServeSettings(url="http://k.test", model="m", **EDITING), edit, [0]
+    )
+    v2 = build_payload(
+        KServeSettings(url="http://k.test", model="m", protocol="v2", **EDITING),
+        edit,
+        [0],
+    )
+
+    (instance,) = v1["instances"]
+    (doc_instance,) = v1_doc["instances"]
+    assert set(instance) == set(doc_instance)
+    assert base64.b64decode(instance["image"]) == IMAGE
+    assert base64.b64decode(instance["mask_image"]) == MASK
+    assert {k: v for k, v in instance.items() if "image" not in k} == {
+        k: v for k, v in doc_instance.items() if "image" not in k
+    }
+    assert v2["parameters"] == v2_doc["parameters"]
+    shapes = [(i["name"], i["shape"], i["datatype"]) for i in v2["inputs"]]
+    assert shapes == [(i["name"], i["shape"], i["datatype"]) for i in v2_doc["inputs"]]
+    assert base64.b64decode(v2["inputs"][1]["data"][0]) == IMAGE
