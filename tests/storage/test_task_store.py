@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from mcp_imagegen import StorageError, TaskStore, ValidationError
@@ -180,3 +181,10 @@ async def test_a_failing_disk_is_a_storage_error_naming_the_folder(
     with pytest.raises(StorageError, match="Could not read task record"):
         await store.get(record.task_id)
     assert blocked.read_bytes() == b"not a folder"
+
+
+def test_a_task_record_with_a_naive_time_is_refused() -> None:
+    # Stores compare created_at + ttl with an aware "now": a naive time would
+    # make that comparison fail later, inside a listing or a sweep.
+    with pytest.raises(pydantic.ValidationError, match="timezone"):
+        make_task_record(created_at=datetime(2026, 11, 30, 3, 0))
