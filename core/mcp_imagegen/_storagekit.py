@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from mcp_imagegen._ids import validate_image_id
@@ -50,12 +50,22 @@ def encode_cursor(last_id: str, *, tag: str = "") -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, *, tag: str = "") -> str:
+def decode_cursor(
+    cursor: str,
+    *,
+    tag: str = "",
+    validate: Callable[[object], str] = validate_image_id,
+) -> str:
     """Return the id inside a cursor made by :func:`encode_cursor` with ``tag``.
+
+    Args:
+        cursor: The cursor a listing returned.
+        tag: The mark :func:`encode_cursor` was given.
+        validate: Checks the id inside (``validate_task_id`` for task cursors).
 
     Raises:
         ValidationError: if the cursor was not made with this tag or does not hold
-            a valid image id.
+            an id that ``validate`` accepts.
     """
     invalid = ValidationError(
         "Invalid cursor: pass the next_cursor of a previous listing unchanged."
@@ -68,7 +78,7 @@ def decode_cursor(cursor: str, *, tag: str = "") -> str:
     if not raw.startswith(tag):
         raise invalid
     try:
-        return validate_image_id(raw[len(tag) :])
+        return validate(raw[len(tag) :])
     except ValidationError:
         raise invalid from None
 

@@ -6,7 +6,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 #: Output formats a request may ask for, and their mime types.
 OUTPUT_FORMATS: dict[str, str] = {
@@ -223,13 +223,14 @@ class TaskRecord(BaseModel):
     tool: str
     status: TaskStatus = "working"
     status_message: str | None = None
-    created_at: datetime
-    updated_at: datetime
+    #: Time zone aware (a naive time is refused): stores compare it with now.
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
     ttl_ms: int
     poll_interval_ms: int
     #: Id of the server process running the task.
     runner: str
-    heartbeat_at: datetime
+    heartbeat_at: AwareDatetime
     #: The tool's result (a ``CallToolResult`` as JSON) once completed or failed.
     result: dict[str, Any] | None = None
 

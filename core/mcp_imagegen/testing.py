@@ -5,6 +5,8 @@ test suite checks it against the same rules the built-in plugins are held to:
 
 - :class:`StorageContract` for an :class:`~mcp_imagegen.ImageStorage`
   (run over the built-in file and S3 storages),
+- :class:`TaskStoreContract` for a :class:`~mcp_imagegen.TaskStore` (run over
+  the file and S3 storages' task stores),
 - :class:`BackendContract` for an :class:`~mcp_imagegen.InferenceBackend`
   (run over the placeholder backend),
 - :class:`PostProcessorContract` for a :class:`~mcp_imagegen.PostProcessor`
@@ -36,13 +38,14 @@ and is meant for test suites only.
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import io
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
@@ -55,7 +58,8 @@ import pytest
 from mcp import Client
 from PIL import Image
 
-from mcp_imagegen._ids import new_image_id
+from mcp_imagegen._ids import new_image_id, new_task_id
+from mcp_imagegen._storagekit import encode_cursor
 from mcp_imagegen.errors import (
     BackendError,
     ImageNotFoundError,
@@ -64,23 +68,33 @@ from mcp_imagegen.errors import (
     ValidationError,
 )
 from mcp_imagegen.imaging import describe_image
-from mcp_imagegen.interfaces import ImageStorage, InferenceBackend, PostProcessor
+from mcp_imagegen.interfaces import (
+    ImageStorage,
+    InferenceBackend,
+    PostProcessor,
+    TaskStore,
+)
 from mcp_imagegen.models import (
     Durations,
     GeneratedImage,
     GenerationRequest,
     ImageRecord,
     ProcessingContext,
+    TaskRecord,
 )
 
 __all__ = [
     "INVALID_IMAGE_IDS",
+    "INVALID_TASK_IDS",
     "BackendContract",
     "PostProcessorContract",
     "StorageContract",
+    "TaskStoreContract",
     "fetch_url",
     "make_image_bytes",
     "make_record",
+    "make_task_record",
+    "make_task_result",
     "mcp_client",
     "save_many",
 ]
@@ -642,6 +656,393 @@ class StorageContract:
     async def test_aclose_can_be_called_twice(self, storage: ImageStorage) -> None:
         await storage.aclose()
         await storage.aclose()
+
+
+# -- task stores -------------------------------------------------------------------
+
+#: Strings that must never reach a task store's path or key.
+INVALID_TASK_IDS: tuple[str, ...] = (
+    "",
+    "..",
+    "../x",
+    "../../etc/passwd",
+    "20261126T034442123-" + "0" * 32 + "/../x",
+    "20261126T034442123-" + "0" * 32 + ".json",
+    "20261126T034442123-" + "A" * 32,
+    "20261126T034442123-" + "0" * 32 + "\n",
+    "20261126T034442123-3f9a1c2b7d4e",  # an image id
+    "x" * 1000,
+)
+
+
+def make_task_record(
+    *,
+    created_at: datetime | None = None,
+    task_id: str | None = None,
+    owner: str | None = None,
+    ttl_ms: int = 3_600_000,
+    **fields: Any,
+) -> TaskRecord:
+    """Return a ``working`` task record created at ``created_at`` (default: now).
+
+    Args:
+        created_at: Creation time; the id is made from it, as the server does.
+        task_id: Force an id (it should encode ``created_at``).
+        owner: The principal that created the task.
+        ttl_ms: Lifetime after ``created_at``.
+        **fields: Any other :class:`TaskRecord` field.
+    """
+    created_at = created_at or datetime.now(UTC)
+    values: dict[str, Any] = {
+        "task_id": new_task_id(created_at) if task_id is None else task_id,
+        "owner": owner,
+        "tool": "generate_image",
+        "created_at": created_at,
+        "updated_at": created_at,
+        "ttl_ms": ttl_ms,
+        "poll_interval_ms": 500,
+        "runner": "contract-runner",
+        "heartbeat_at": created_at,
+    }
+    values.update(fields)
+    return TaskRecord(**values)
+
+
+def make_task_result(size: int = 16, *, seed: int = 0) -> dict[str, Any]:
+    """A ``CallToolResult`` as JSON holding ``size`` random bytes as an image."""
+    data = base64.b64encode(random.Random(seed).randbytes(size)).decode()
+    return {
+        "content": [{"type": "image", "data": data, "mimeType": "image/png"}],
+        "structuredContent": {"images": [{"id": new_image_id(), "seed": seed}]},
+        "isError": False,
+    }
+
+
+async def _all_task_pages(
+    store: TaskStore, owner: str | None, limit: int
+) -> list[list[str]]:
+    pages: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        page = await store.list(owner, limit=limit, cursor=cursor)
+        pages.append([record.task_id for record in page.items])
+        if page.next_cursor is None:
+            return pages
+        assert len(pages) < 1000, "list() keeps returning a next_cursor"
+        cursor = page.next_cursor
+
+
+_TASK_METHODS: dict[str, Callable[[TaskStore, str], Awaitable[Any]]] = {
+    "put": lambda store, task_id: store.put(make_task_record(task_id=task_id)),
+    "get": lambda store, task_id: store.get(task_id),
+    "delete": lambda store, task_id: store.delete(task_id),
+    "request_cancel": lambda store, task_id: store.request_cancel(task_id),
+    "cancel_requested": lambda store, task_id: store.cancel_requested(task_id),
+}
+
+
+class TaskStoreContract:
+    """Behaviour shared by every task store. Subclass it and provide ``store``.
+
+    ``store`` yields a started, empty :class:`~mcp_imagegen.TaskStore`. A store
+    that replicas share provides ``replica`` too: a second instance over the same
+    backing storage (the same directory, bucket and prefix), as another server
+    process would open it; without it, the cross-replica tests are skipped::
+
+        class TestMyTaskStore(TaskStoreContract):
+            @pytest.fixture
+            async def store(self, tmp_path):
+                async with MyStorage(MyStorage.Settings(root=tmp_path)) as storage:
+                    yield storage.task_store()
+    """
+
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.anyio]
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    def store(self) -> TaskStore:
+        raise NotImplementedError(
+            "Provide a 'store' fixture yielding a started, empty task store."
+        )
+
+    @pytest.fixture
+    def replica(self) -> TaskStore:
+        pytest.skip(
+            f"{type(self).__name__} provides no 'replica' fixture (a second store "
+            "over the same backing storage), so sharing is not checked."
+        )
+
+    # -- put / get ---------------------------------------------------------------
+
+    async def test_put_then_get_keeps_every_field(self, store: TaskStore) -> None:
+        moment = datetime(2031, 2, 3, 4, 5, 6, 789000, tzinfo=UTC)
+        record = make_task_record(
+            created_at=datetime.now(UTC),
+            owner="user «ü» ✓ with spaces",
+            tool="transform_image",
+            status="completed",
+            status_message="image 2/4: step 18/30",
+            updated_at=moment,
+            heartbeat_at=moment.astimezone(timezone(timedelta(hours=2))),
+            ttl_ms=7_200_000,
+            poll_interval_ms=1234,
+            runner="replica-b:4242",
+            result=make_task_result(seed=3),
+        )
+
+        await store.put(record)
+        stored = await store.get(record.task_id)
+
+        assert stored == record
+        assert stored is not None
+        for moment_of in (stored.created_at, stored.updated_at, stored.heartbeat_at):
+            assert moment_of.utcoffset() is not None, "a time came back naive"
+
+    async def test_get_of_an_absent_task_is_none(self, store: TaskStore) -> None:
+        assert await store.get(new_task_id()) is None
+
+    async def test_put_replaces_the_record(self, store: TaskStore) -> None:
+        record = make_task_record()
+        done = record.model_copy(
+            update={"status": "completed", "result": make_task_result(seed=1)}
+        )
+
+        await store.put(record)
+        await store.put(done)
+
+        assert await store.get(record.task_id) == done
+
+    async def test_a_concurrent_reader_sees_the_old_or_the_new_record(
+        self, store: TaskStore
+    ) -> None:
+        # Large results, so a write that is not atomic is caught half way.
+        old = make_task_record(result=make_task_result(512 * 1024, seed=1))
+        new = old.model_copy(
+            update={
+                "status": "completed",
+                "result": make_task_result(768 * 1024, seed=2),
+            }
+        )
+        await store.put(old)
+        seen: list[TaskRecord | None] = []
+
+        async def write() -> None:
+            for i in range(8):
+                await store.put(new if i % 2 == 0 else old)
+
+        async def read() -> None:
+            for _ in range(12):
+                seen.append(await store.get(old.task_id))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(write)
+            group.start_soon(read)
+            group.start_soon(read)
+
+        assert len(seen) == 24
+        assert all(record in (old, new) for record in seen)
+
+    async def test_a_record_with_a_large_result_round_trips(
+        self, store: TaskStore
+    ) -> None:
+        record = make_task_record(
+            status="completed", result=make_task_result(3 * 1024 * 1024 + 7, seed=9)
+        )
+
+        await store.put(record)
+
+        assert await store.get(record.task_id) == record
+
+    async def test_an_expired_record_is_gone(self, store: TaskStore) -> None:
+        created = datetime.now(UTC) - timedelta(hours=2)
+        expired = make_task_record(created_at=created, ttl_ms=3_600_000)
+        alive = make_task_record(created_at=created, ttl_ms=3 * 3_600_000)
+        await store.put(expired)
+        await store.put(alive)
+
+        assert await store.get(expired.task_id) is None
+        assert await store.get(alive.task_id) == alive
+        listed = await store.list(None)
+        assert [r.task_id for r in listed.items] == [alive.task_id]
+
+    # -- list --------------------------------------------------------------------
+
+    async def test_an_empty_store_lists_nothing(self, store: TaskStore) -> None:
+        page = await store.list(None)
+
+        assert (page.items, page.next_cursor) == ([], None)
+
+    async def test_list_is_newest_first_and_only_the_owners(
+        self, store: TaskStore
+    ) -> None:
+        now = datetime.now(UTC)
+        records = [
+            make_task_record(created_at=now - timedelta(seconds=i), owner=owner)
+            for i, owner in enumerate(["alice", None, "bob", "alice", None, "alice"])
+        ]
+        for record in random.Random(5).sample(records, len(records)):
+            await store.put(record)
+
+        for owner in ("alice", "bob", None):
+            page = await store.list(owner)
+            expected = sorted(
+                (r.task_id for r in records if r.owner == owner), reverse=True
+            )
+            assert [r.task_id for r in page.items] == expected, owner
+            assert page.next_cursor is None
+        assert (await store.list("mallory")).items == []
+
+    async def test_paging_yields_each_task_once_newest_first(
+        self, store: TaskStore
+    ) -> None:
+        now = datetime.now(UTC)
+        mine = [
+            make_task_record(created_at=now - timedelta(milliseconds=7 * i), owner="a")
+            for i in range(11)
+        ]
+        others = [make_task_record(owner="b") for _ in range(4)]
+        for record in mine + others:
+            await store.put(record)
+
+        pages = await _all_task_pages(store, "a", limit=4)
+
+        assert [len(page) for page in pages] == [4, 4, 3]
+        ids = [task_id for page in pages for task_id in page]
+        assert ids == sorted((r.task_id for r in mine), reverse=True)
+
+    async def test_the_last_page_has_no_cursor_when_full(
+        self, store: TaskStore
+    ) -> None:
+        for _ in range(6):
+            await store.put(make_task_record(owner="a"))
+
+        pages = await _all_task_pages(store, "a", limit=3)
+
+        assert [len(page) for page in pages] == [3, 3]
+
+    @pytest.mark.parametrize(
+        "cursor",
+        [
+            "not a cursor",
+            "!!!",
+            encode_cursor(new_image_id()),
+            encode_cursor(new_image_id(), tag="s3:"),
+            encode_cursor("../x"),
+        ],
+    )
+    async def test_a_foreign_cursor_is_a_validation_error(
+        self, store: TaskStore, cursor: str
+    ) -> None:
+        await store.put(make_task_record())
+
+        with pytest.raises(ValidationError):
+            await store.list(None, cursor=cursor)
+
+    async def test_a_limit_below_one_is_a_validation_error(
+        self, store: TaskStore
+    ) -> None:
+        with pytest.raises(ValidationError):
+            await store.list(None, limit=0)
+
+    # -- delete / cancel ---------------------------------------------------------
+
+    async def test_delete_forgets_the_task_and_its_cancel_request(
+        self, store: TaskStore
+    ) -> None:
+        record = make_task_record()
+        await store.put(record)
+        await store.request_cancel(record.task_id)
+
+        await store.delete(record.task_id)
+        await store.delete(record.task_id)  # idempotent
+
+        assert await store.get(record.task_id) is None
+        assert await store.cancel_requested(record.task_id) is False
+        assert (await store.list(None)).items == []
+
+    async def test_delete_of_an_absent_task_is_no_error(self, store: TaskStore) -> None:
+        await store.delete(new_task_id())
+
+    async def test_cancel_is_requested_only_for_its_task(
+        self, store: TaskStore
+    ) -> None:
+        first, second = make_task_record(), make_task_record()
+        await store.put(first)
+        await store.put(second)
+        assert await store.cancel_requested(first.task_id) is False
+
+        await store.request_cancel(first.task_id)
+        await store.request_cancel(first.task_id)  # twice is once
+
+        assert await store.cancel_requested(first.task_id) is True
+        assert await store.cancel_requested(second.task_id) is False
+        # The request is a separate mark: the record is unchanged by it.
+        assert await store.get(first.task_id) == first
+
+    async def test_a_replica_sees_records_and_cancel_requests(
+        self, store: TaskStore, replica: TaskStore
+    ) -> None:
+        record = make_task_record(owner="alice")
+        await store.put(record)
+
+        assert await replica.get(record.task_id) == record
+        await replica.request_cancel(record.task_id)
+        assert await store.cancel_requested(record.task_id) is True
+        done = record.model_copy(update={"status": "cancelled"})
+        await store.put(done)
+        assert (await replica.list("alice")).items == [done]
+        await replica.delete(record.task_id)
+        assert await store.get(record.task_id) is None
+        assert await store.cancel_requested(record.task_id) is False
+
+    # -- expiry ------------------------------------------------------------------
+
+    async def test_delete_expired_counts_and_keeps_live_tasks(
+        self, store: TaskStore
+    ) -> None:
+        now = datetime.now(UTC)
+        expired = [
+            make_task_record(created_at=now - timedelta(hours=2), ttl_ms=60_000)
+            for _ in range(3)
+        ]
+        live = [
+            make_task_record(created_at=now - timedelta(hours=2), ttl_ms=3 * 3_600_000),
+            make_task_record(owner="bob"),
+        ]
+        for record in expired + live:
+            await store.put(record)
+        await store.request_cancel(expired[0].task_id)
+        await store.request_cancel(live[0].task_id)
+
+        assert await store.delete_expired(now) == 3
+        assert await store.delete_expired(now) == 0
+
+        for record in live:
+            assert await store.get(record.task_id) == record
+        assert await store.cancel_requested(live[0].task_id) is True
+        assert await store.cancel_requested(expired[0].task_id) is False
+        # Later, the live ones expire too.
+        later = now + timedelta(hours=2)
+        assert await store.delete_expired(later) == 2
+
+    # -- ids ---------------------------------------------------------------------
+
+    @pytest.mark.parametrize("method", sorted(_TASK_METHODS))
+    @pytest.mark.parametrize("bad_id", INVALID_TASK_IDS, ids=repr)
+    async def test_a_malformed_id_is_refused(
+        self, store: TaskStore, method: str, bad_id: str
+    ) -> None:
+        with pytest.raises(ValidationError):
+            await _TASK_METHODS[method](store, bad_id)
+
+        assert (await store.list(None)).items == []
+
+    async def test_aclose_can_be_called_twice(self, store: TaskStore) -> None:
+        await store.aclose()
+        await store.aclose()
 
 
 # -- MCP end to end ----------------------------------------------------------------

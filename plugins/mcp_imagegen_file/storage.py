@@ -30,6 +30,7 @@ from mcp_imagegen import validate_image_id
 from mcp_imagegen_file.layout import log
 from mcp_imagegen_file.settings import FileStorageSettings, default_directory
 from mcp_imagegen_file.sweep import FileSweep
+from mcp_imagegen_file.tasks import TASKS_FOLDER, FileTaskStore
 
 __all__ = [
     "STARTUP_ORPHAN_GRACE",
@@ -78,3 +79,7 @@ class FileStorage(FileSweep):
             relative = path.relative_to(self.directory).as_posix()
             return f"{self.settings.base_url}/{relative}"
         return path.as_uri()
+
+    def task_store(self) -> FileTaskStore:
+        """MCP task records in ``<directory>/tasks`` (see :mod:`.tasks`)."""
+        return FileTaskStore(self.directory / TASKS_FOLDER)

@@ -34,6 +34,9 @@ _CURSOR_TAG = "s3:"
 #: First listing window before a cursor; each further window is four times wider.
 _FIRST_WINDOW = timedelta(minutes=15)
 _WINDOW_GROWTH = 4
+#: Sorts right after every image key (ids start with a digit, ":" follows "9"):
+#: listings stop here, before ``tasks/`` and anything else under the prefix.
+_PAST_IDS = ":"
 
 
 def _orphan_keys(
@@ -85,7 +88,7 @@ class S3Listing(S3Objects):
         cursor (or now) first, then ones four times wider, until enough ids are found
         or the oldest key is passed. Recent images cost one listing request.
         """
-        upper = self._prefix + before if before is not None else None
+        upper = self._prefix + (before if before is not None else _PAST_IDS)
         anchor = image_id_time(before) if before is not None else datetime.now(UTC)
         span = _FIRST_WINDOW
         oldest: str | None = None
@@ -184,7 +187,7 @@ class S3Listing(S3Objects):
         # across two listing pages).
         current: str | None = None
         group: builtins.list[dict[str, Any]] = []
-        async for page in self._objects():
+        async for page in self._objects(stop_at=self._prefix + _PAST_IDS):
             for obj in page:
                 parsed = self._parse_key(obj["Key"])
                 if parsed is None:

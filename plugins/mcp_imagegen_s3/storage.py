@@ -22,6 +22,7 @@ from mcp_imagegen import validate_image_id
 from mcp_imagegen_s3.client import S3ClientLifecycle
 from mcp_imagegen_s3.listing import S3Listing
 from mcp_imagegen_s3.settings import S3StorageSettings
+from mcp_imagegen_s3.tasks import S3TaskStore
 
 
 class S3Storage(S3ClientLifecycle, S3Listing):
@@ -60,3 +61,7 @@ class S3Storage(S3ClientLifecycle, S3Listing):
 
         url: str = await self._call("sign a URL for", key, presign)
         return url
+
+    def task_store(self) -> S3TaskStore:
+        """MCP task records under ``<prefix>tasks/`` (see :mod:`.tasks`)."""
+        return S3TaskStore(self)
