@@ -91,22 +91,30 @@ try {
   seen.recipe = await frame.evaluate(() => [...document.querySelectorAll("#recipe dt")].map((dt) => [dt.textContent, dt.nextElementSibling.textContent]));
   await page.screenshot({ path: join(outDir, "detail.png") });
   step("detail view shows the full image and recipe");
-  await frame.getByRole("button", { name: "Back" }).click();
 
-  // 4. Delete the second original image, confirming in the app's own dialog.
+  // 4. Transform from the detail view: a format the server offers (its list, not ours).
+  seen.formats = await frame.evaluate(() => [...document.querySelectorAll("#format option")].map((o) => o.value).filter(Boolean));
+  await frame.getByLabel("Format").selectOption("jpeg");
+  await frame.getByRole("button", { name: "Transform" }).click();
+  await rendered(4);
+  seen.afterTransform = await ids();
+  check(await frame.evaluate(() => document.getElementById("detail").hidden), "detail view still open");
+  step("transform added a fourth");
+
+  // 5. Delete the second original image, confirming in the app's own dialog.
   const victim = seen.generated[1];
   await frame.locator(`.card[data-id="${victim}"]`).getByRole("button", { name: "Delete" }).click();
   await frame.getByRole("dialog").waitFor({ state: "visible", ...WAIT });
   await frame.getByRole("dialog").getByRole("button", { name: "Delete" }).click();
   await frame.waitForFunction((id) => !document.querySelector(`.card[data-id="${id}"]`)
-    && document.querySelectorAll(".card").length === 2, victim, WAIT);
+    && document.querySelectorAll(".card").length === 3, victim, WAIT);
   seen.deleted = victim;
   seen.afterDelete = await ids();
   seen.status = await frame.evaluate(() => document.getElementById("status").textContent);
   step("deleted after confirmation");
   await page.screenshot({ path: join(outDir, "gallery.png") });
 
-  // 5. Narrow: the grid reflows without sideways scrolling.
+  // 6. Narrow: the grid reflows without sideways scrolling.
   await page.setViewportSize({ width: 360, height: 760 });
   await frame.waitForFunction(() => document.documentElement.scrollWidth <= window.innerWidth, null, WAIT);
   await page.screenshot({ path: join(outDir, "gallery-narrow.png") });

@@ -24,7 +24,7 @@ DRIVER = Path(__file__).with_name("drive.mjs")
 DRIVER_TIMEOUT = 300
 
 
-async def test_gallery_generates_regenerates_shows_and_deletes_in_chromium(
+async def test_gallery_generates_regenerates_shows_transforms_and_deletes_in_chromium(
     start_server: StartServer,
     app_node_tools: NodeTools,
     chromium: Path,
@@ -57,8 +57,11 @@ async def test_gallery_generates_regenerates_shows_and_deletes_in_chromium(
     recipe = dict(seen["recipe"])
     assert recipe["Id"] == third and recipe["Prompt"] == "a red lighthouse at dusk"
     assert recipe["Size"] == "64×64" and recipe["Seed"] != "11"
+    assert seen["formats"] == ["png", "jpeg", "webp"]
+    [transformed] = set(seen["afterTransform"]) - set(seen["afterNewSeed"])
+    assert seen["afterTransform"][0] == transformed
     assert seen["deleted"] == generated[1]
-    assert seen["afterDelete"] == [third, generated[0]]
+    assert seen["afterDelete"] == [transformed, third, generated[0]]
     assert seen["errors"] == []
     for name in ("gallery.png", "detail.png", "gallery-narrow.png"):
         assert (screens / name).read_bytes().startswith(b"\x89PNG"), name
@@ -66,6 +69,10 @@ async def test_gallery_generates_regenerates_shows_and_deletes_in_chromium(
     # The server agrees: the app's calls really went through the bridge.
     async with server.session() as session:
         listed = await session.call_tool("list_images", {"limit": 10})
+        made = await session.call_tool("get_image", {"image_id": transformed})
     assert listed.structured_content is not None
     ids = [image["id"] for image in listed.structured_content["images"]]
-    assert sorted(ids) == sorted([third, generated[0]])
+    assert sorted(ids) == sorted([transformed, third, generated[0]])
+    assert made.structured_content is not None
+    assert made.structured_content["mime_type"] == "image/jpeg"
+    assert made.structured_content["source_image_id"] == third
