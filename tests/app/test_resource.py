@@ -157,3 +157,23 @@ def test_configuration_cannot_close_its_script_element() -> None:
     config = page_config(html)
     assert config["steps"] == ["</script><script>alert(1)</script>"]
     assert html.count("</script>") == render_gallery({}).count("</script>")
+
+
+async def test_edit_image_is_bound_and_offered_once_the_server_has_it(
+    make_settings: Callable[..., Settings], plugin_manager: PluginManager
+) -> None:
+    server = create_server(make_settings(), plugin_manager)
+
+    async def edit_image(image: str, prompt: str, strength: float = 0.6) -> str:
+        """Stands in for issue 13's tool: only its name matters here."""
+        return image
+
+    # The path every tool module takes (tools.add_tool → server.add_tool).
+    server.add_tool(edit_image)
+    async with mcp.Client(server, extensions=[AppsHost()]) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        read = await client.read_resource(GALLERY_URI)
+    [content] = read.contents
+    assert isinstance(content, TextResourceContents)
+    assert tools["edit_image"].meta == sdk_tool_meta()
+    assert "edit_image" in page_config(content.text)["tools"]
