@@ -16,7 +16,7 @@ from mcp.types import ResourceTemplate
 from pydantic import AnyUrl
 
 from mcp_imagegen import __version__
-from mcp_imagegen._mcp import backends, gallery, generation, resources
+from mcp_imagegen._mcp import backends, gallery, generation, guidance, resources
 from mcp_imagegen._mcp.content import ImageLink
 from mcp_imagegen._mcp.tools import service_of
 from mcp_imagegen._service import ImageService
@@ -26,7 +26,9 @@ log = structlog.get_logger("mcp_imagegen._mcp")
 INSTRUCTIONS = (
     "Generates images from text prompts. Call generate_image; each image is "
     "stored and returned as a preview, an image:// resource link and a "
-    "path or URL. list_images / get_image / delete_image manage stored images."
+    "path or URL. list_images / get_image / delete_image manage stored images. "
+    "Its style argument applies a named look (see the style://list resource); "
+    "the prompt-guide prompt explains how to prompt and what this server offers."
 )
 
 
@@ -117,4 +119,5 @@ def build_mcp_server(
     gallery.register(server, service)
     backends.register(server, service)
     resources.register(server)
+    guidance.register(server, service)
     return server
