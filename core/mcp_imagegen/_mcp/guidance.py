@@ -9,10 +9,12 @@ sizes and steps, the post-processing steps and the output formats.
 # functions' signatures (and their Context parameter) as evaluated objects.
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts.base import Prompt, UserMessage
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS
 from pydantic import Field
 
 from mcp_imagegen._mcp.tools import ToolContext, service_of
@@ -178,6 +180,32 @@ def prompt_guide(service: ImageService) -> str:
 
 async def _guide(ctx: ToolContext) -> list[UserMessage]:
     return [UserMessage(prompt_guide(service_of(ctx)))]
+
+
+def check_prompt_request(
+    server: MCPServer[ImageService], name: str, arguments: dict[str, Any] | None
+) -> None:
+    """Refuse an unknown prompt or a missing argument with a clear -32602 error.
+
+    The SDK turns both into a logged traceback and "Internal server error";
+    a client (or the model behind it) needs to know what to send instead.
+
+    Raises:
+        MCPError: INVALID_PARAMS, naming the prompt and what it accepts.
+    """
+    prompt = server._prompt_manager.get_prompt(name)
+    if prompt is None:
+        known = ", ".join(sorted(p.name for p in server._prompt_manager.list_prompts()))
+        raise MCPError(INVALID_PARAMS, f"Unknown prompt '{name}'. Available: {known}.")
+    given = arguments or {}
+    for argument in prompt.arguments or []:
+        value = given.get(argument.name)
+        if argument.required and (value is None or not str(value).strip()):
+            raise MCPError(
+                INVALID_PARAMS,
+                f"Prompt '{name}' needs the argument '{argument.name}': "
+                f"{argument.description or 'a non-empty text'}",
+            )
 
 
 def register(server: MCPServer[ImageService], service: ImageService) -> None:

@@ -12,7 +12,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import ServerMiddleware
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import ResourceTemplate
+from mcp.types import GetPromptResult, InputRequiredResult, ResourceTemplate
 from pydantic import AnyUrl
 
 from mcp_imagegen import __version__
@@ -64,6 +64,16 @@ class ImageGenServer(MCPServer[ImageService]):
         return await resources.read_image(
             service, match["id"], metadata=bool(match["metadata"])
         )
+
+    async def get_prompt(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+        context: Context[ImageService, Any] | None = None,
+    ) -> GetPromptResult | InputRequiredResult:
+        """Render a prompt; an unknown prompt or missing argument is -32602."""
+        guidance.check_prompt_request(self, name, arguments)
+        return await super().get_prompt(name, arguments, context)
 
     async def list_resource_templates(self) -> list[ResourceTemplate]:
         """The templates; ``image://{image_id}`` claims no single mime type."""
