@@ -23,7 +23,7 @@ from mcp_imagegen.errors import ConfigurationError, ValidationError
 from mcp_imagegen.models import Style
 
 if TYPE_CHECKING:
-    from mcp_imagegen._config import Settings
+    from mcp_imagegen._config import LimitsSettings, Settings
 
 #: Style names: they become MCP prompt names and enum values, so keep them plain.
 STYLE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -77,8 +77,9 @@ def build_styles(
         The enabled styles by name, sorted by name.
 
     Raises:
-        ConfigurationError: for a bad name, an unknown backend or step, naming
-            ``styles.<name>`` and the file, plugin or variable it came from.
+        ConfigurationError: for a bad name, an unknown backend or step, or a
+            size or step count outside ``[limits]``, naming ``styles.<name>``
+            and the file, plugin or variable it came from.
     """
     styles: dict[str, Style] = {}
     origins: dict[str, _Origin] = {}
@@ -108,6 +109,7 @@ def build_styles(
         if not style.enabled:
             continue
         _check(name, style, backends, steps, source_of)
+        _check_limits(name, style, settings.limits, source_of)
         enabled[name] = style
     return enabled
 
@@ -143,6 +145,32 @@ def _check(
                 f"styles.{name}.postprocess: unknown post-processing step "
                 f"'{step}' (available: {known}) [{source_of(name, 'postprocess')}]."
             )
+
+
+def _check_limits(
+    name: str,
+    style: Style,
+    limits: LimitsSettings,
+    source_of: Callable[[str, str], str],
+) -> None:
+    """Refuse defaults no request could use: every call would fail on them."""
+    for key in ("width", "height"):
+        value = getattr(style, key)
+        if value is None:
+            continue
+        if not limits.min_side <= value <= limits.max_side or (
+            value % limits.side_multiple
+        ):
+            raise ConfigurationError(
+                f"styles.{name}.{key}: {value} is outside [limits]: use "
+                f"{limits.min_side} to {limits.max_side} pixels, a multiple of "
+                f"{limits.side_multiple} [{source_of(name, key)}]."
+            )
+    if style.steps is not None and style.steps > limits.max_steps:
+        raise ConfigurationError(
+            f"styles.{name}.steps: {style.steps} is above limits.max_steps "
+            f"({limits.max_steps}) [{source_of(name, 'steps')}]."
+        )
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,18 @@ BAD_STYLES = {
         '[styles.prompt-guide]\nprompt = "{prompt}"\n',
         "styles.prompt-guide: invalid style name: 'prompt-guide' is reserved",
     ),
+    "width-beyond-limits": (
+        '[styles.poster]\nprompt = "poster of {prompt}"\nwidth = 4096\n',
+        "styles.poster.width: 4096 is outside [limits]: use 64 to 2048 pixels",
+    ),
+    "height-not-a-multiple": (
+        '[styles.poster]\nprompt = "poster of {prompt}"\nheight = 500\n',
+        "styles.poster.height: 500 is outside [limits]",
+    ),
+    "steps-beyond-limits": (
+        '[styles.poster]\nprompt = "poster of {prompt}"\nsteps = 500\n',
+        "styles.poster.steps: 500 is above limits.max_steps (150)",
+    ),
     "override-of-a-builtin": (
         '[styles.photo]\nbackend = "nowhere"\n',
         "styles.photo.backend: no backend instance named 'nowhere'",
