@@ -10,7 +10,12 @@ from typing import Any
 import mcp
 import pytest
 from mcp.shared.exceptions import MCPError
-from mcp.types import GetPromptResult, TextContent, TextResourceContents
+from mcp.types import (
+    INVALID_PARAMS,
+    GetPromptResult,
+    TextContent,
+    TextResourceContents,
+)
 
 from mcp_imagegen._styles import builtin_styles
 from tests.http.conftest import StartServer
@@ -65,14 +70,29 @@ async def test_a_style_prompt_leads_to_generate_image_with_that_style(
         assert "vintage travel poster of {prompt}" in text
 
 
-async def test_a_style_prompt_without_its_subject_is_an_error(
+@pytest.mark.parametrize(
+    ("name", "arguments", "message"),
+    [
+        ("photo", {}, "Prompt 'photo' needs the argument 'subject': What the image"),
+        ("photo", {"subject": "  "}, "Prompt 'photo' needs the argument 'subject'"),
+        ("nope", {"subject": "x"}, "Unknown prompt 'nope'. Available: isometric"),
+    ],
+    ids=["missing", "blank", "unknown-prompt"],
+)
+async def test_a_bad_prompts_get_is_invalid_params_saying_what_to_send(
     connect: Callable[..., mcp.Client],
+    name: str,
+    arguments: dict[str, Any],
+    message: str,
 ) -> None:
     async with connect() as client:
-        with pytest.raises(MCPError, match="subject"):
-            await client.get_prompt("photo", {})
-        with pytest.raises(MCPError, match="nope"):
-            await client.get_prompt("nope", {"subject": "x"})
+        with pytest.raises(MCPError) as caught:
+            await client.get_prompt(name, arguments)
+        # The server keeps serving.
+        await client.get_prompt("photo", {"subject": "a fox"})
+
+    assert caught.value.code == INVALID_PARAMS
+    assert message in caught.value.message
 
 
 async def test_the_prompt_guide_is_built_from_the_live_configuration(

@@ -182,7 +182,7 @@ async def _guide(ctx: ToolContext) -> list[UserMessage]:
     return [UserMessage(prompt_guide(service_of(ctx)))]
 
 
-def check_prompt_request(
+async def check_prompt_request(
     server: MCPServer[ImageService], name: str, arguments: dict[str, Any] | None
 ) -> None:
     """Refuse an unknown prompt or a missing argument with a clear -32602 error.
@@ -193,9 +193,10 @@ def check_prompt_request(
     Raises:
         MCPError: INVALID_PARAMS, naming the prompt and what it accepts.
     """
-    prompt = server._prompt_manager.get_prompt(name)
+    prompts = {prompt.name: prompt for prompt in await server.list_prompts()}
+    prompt = prompts.get(name)
     if prompt is None:
-        known = ", ".join(sorted(p.name for p in server._prompt_manager.list_prompts()))
+        known = ", ".join(sorted(prompts))
         raise MCPError(INVALID_PARAMS, f"Unknown prompt '{name}'. Available: {known}.")
     given = arguments or {}
     for argument in prompt.arguments or []:

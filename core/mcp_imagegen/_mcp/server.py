@@ -72,7 +72,7 @@ class ImageGenServer(MCPServer[ImageService]):
         context: Context[ImageService, Any] | None = None,
     ) -> GetPromptResult | InputRequiredResult:
         """Render a prompt; an unknown prompt or missing argument is -32602."""
-        guidance.check_prompt_request(self, name, arguments)
+        await guidance.check_prompt_request(self, name, arguments)
         return await super().get_prompt(name, arguments, context)
 
     async def list_resource_templates(self) -> list[ResourceTemplate]:
