@@ -28,6 +28,7 @@ from mcp_imagegen._logs import configure_logging
 from mcp_imagegen._plugins import Kind, PluginManager, load_plugins
 from mcp_imagegen._redaction import redact
 from mcp_imagegen._service import NULL_OBSERVER, ImageService, ServiceObserver
+from mcp_imagegen._styles import build_styles
 from mcp_imagegen.interfaces import (
     Component,
     ImageStorage,
@@ -102,6 +103,9 @@ def build_service(
     if plugins is None:
         plugins = load_plugins(settings.plugins.disabled)
     components = build_components(settings, plugins)
+    styles = build_styles(
+        settings, plugins.styles(), components.backends, components.steps
+    )
     timeout = settings.plugins.image_stored_timeout.total_seconds()
 
     async def announce(record: ImageRecord) -> None:
@@ -114,6 +118,7 @@ def build_service(
         components.steps,
         announcer=announce,
         observer=observer,
+        styles=styles,
     )
 
 

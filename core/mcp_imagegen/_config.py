@@ -44,7 +44,7 @@ from pydantic_settings import (
 from mcp_imagegen._redaction import is_secret_key, redact, redact_url_text
 from mcp_imagegen.errors import ConfigurationError
 from mcp_imagegen.interfaces import ComponentSettings
-from mcp_imagegen.models import GenerationRequest
+from mcp_imagegen.models import GenerationRequest, Style
 
 ENV_PREFIX = "MCP_IMAGEGEN_"
 CONFIG_ENV_VAR = "MCP_IMAGEGEN_CONFIG"
@@ -250,6 +250,9 @@ class GenerationSettings(_Section):
     #: Post-processing steps applied to every image, by step name. The default
     #: embeds the generation recipe (the built-in imageops plugin's ``metadata``).
     postprocess: NameList = Field(default_factory=lambda: ["metadata"])
+    #: Offer the built-in styles (photo, watercolor, ...; see docs/styles.md).
+    #: ``false`` leaves only [styles.<name>] tables and plugins' styles.
+    builtin_styles: bool = True
 
     def request(self, prompt: str, **given: Any) -> GenerationRequest:
         """Build a request, taking every argument given as ``None`` from here."""
@@ -333,6 +336,9 @@ class Settings(BaseSettings):
     postprocess: dict[str, dict[str, Any]] = Field(default_factory=dict)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     plugins: PluginsSettings = Field(default_factory=PluginsSettings)
+    #: ``[styles.<name>]``: named looks for generate_image's ``style`` argument;
+    #: a table named like a built-in or plugin style overrides the keys it sets.
+    styles: dict[str, Style] = Field(default_factory=dict)
 
     _config_file: Path | None = PrivateAttr(default=None)
     # What the file and the CLI flags set, to tell where a key came from.

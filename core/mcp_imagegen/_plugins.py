@@ -29,6 +29,7 @@ from mcp_imagegen._registry import (
     check_hookimpls,
     describe_plugins,
     registrar,
+    style_registrar,
 )
 from mcp_imagegen.errors import ConfigurationError, PluginError
 from mcp_imagegen.interfaces import Component
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
     from mcp_imagegen._service import ImageService
-    from mcp_imagegen.models import ImageRecord
+    from mcp_imagegen.models import ImageRecord, Style
 
 # Re-exported: the composition root, the CLI and tests import them from here.
 __all__ = [
@@ -234,6 +235,21 @@ class PluginManager:
     def register_tools(self, server: MCPServer[Any], service: ImageService) -> None:
         """Let plugins add MCP tools to ``server``."""
         self._pm.hook.register_tools(server=server, service=service)
+
+    def styles(self) -> dict[str, tuple[Style, str]]:
+        """Return ``{name: (style, provider)}`` from every ``register_styles``.
+
+        ``provider`` describes the plugin ("'name' (from dist version)"), for
+        messages about the style.
+
+        Raises:
+            PluginError: for a name registered twice, a name that is not a
+                string, or a value that is not a :class:`~mcp_imagegen.Style`.
+        """
+        found: dict[str, tuple[Style, str]] = {}
+        for plugin, caller in self._callers_in_call_order("register_styles"):
+            caller(register=style_registrar(found, self._describe(plugin)))
+        return found
 
     async def image_stored(
         self, record: ImageRecord, *, per_listener: float | None = None

@@ -23,6 +23,7 @@ from mcp_imagegen.interfaces import (
     InferenceBackend,
     PostProcessor,
 )
+from mcp_imagegen.models import Style
 
 ENTRY_POINT_GROUP = "mcp_imagegen"
 DISABLE_ENV_VAR = "MCP_IMAGEGEN_DISABLE_PLUGINS"
@@ -40,7 +41,9 @@ _BASE_BY_KIND: dict[Kind, type[Component]] = {
 }
 
 #: Hooks the manager calls one plugin at a time, so wrappers cannot wrap them.
-_CALLED_PER_PLUGIN = frozenset({*HOOK_BY_KIND.values(), "image_stored"})
+_CALLED_PER_PLUGIN = frozenset(
+    {*HOOK_BY_KIND.values(), "image_stored", "register_styles"}
+)
 _HOOK_NAMES = tuple(
     name
     for name, value in vars(hookspecs).items()
@@ -118,6 +121,37 @@ def registrar(
                 f"{DISABLE_ENV_VAR}."
             )
         table[name] = Registration(cls, plugin)
+
+    return register
+
+
+def style_registrar(
+    found: dict[str, tuple[Style, str]], provider: str
+) -> Callable[[str, Style], None]:
+    """The ``register`` a plugin's ``register_styles`` hook is given.
+
+    Args:
+        found: ``{name: (style, provider)}``, filled in by the returned callable.
+        provider: The plugin, described for messages.
+
+    Raises (from the returned callable):
+        PluginError: for a name registered twice, or arguments that are not
+            ``(str, mcp_imagegen.Style)``.
+    """
+
+    def register(name: str, style: Style) -> None:
+        if not isinstance(name, str) or not isinstance(style, Style):
+            raise PluginError(
+                f"Plugin {provider}: register_styles needs register(name: str, "
+                f"style: mcp_imagegen.Style), got ({type(name).__name__}, "
+                f"{type(style).__name__})."
+            )
+        if name in found:
+            raise PluginError(
+                f"Plugin {provider}: style '{name}' is already registered by "
+                f"plugin {found[name][1]}."
+            )
+        found[name] = (style, provider)
 
     return register
 

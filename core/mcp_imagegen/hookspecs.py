@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         InferenceBackend,
         PostProcessor,
     )
-    from mcp_imagegen.models import ImageRecord
+    from mcp_imagegen.models import ImageRecord, Style
 
 hookspec = pluggy.HookspecMarker("mcp_imagegen")
 hookimpl = pluggy.HookimplMarker("mcp_imagegen")
@@ -43,6 +43,16 @@ def register_storages(register: Callable[[type[ImageStorage]], None]) -> None:
 @hookspec
 def register_postprocessors(register: Callable[[type[PostProcessor]], None]) -> None:
     """Register post-processor types, e.g. ``register(ResizeStep)``."""
+
+
+@hookspec
+def register_styles(register: Callable[[str, Style], None]) -> None:
+    """Contribute styles: ``register("neon", Style(prompt="neon sign of {prompt}"))``.
+
+    A style is offered as generate_image's ``style`` argument and as an MCP
+    prompt. A ``[styles.<name>]`` table of the same name overrides the keys it
+    sets; two plugins registering one name is an error naming both.
+    """
 
 
 # -- MCP surface ---------------------------------------------------------------

@@ -6,7 +6,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 #: Output formats a request may ask for, and their mime types.
 OUTPUT_FORMATS: dict[str, str] = {
@@ -70,6 +70,8 @@ class GenerationRequest(BaseModel):
     mask: bytes | None = Field(default=None, repr=False)
     #: How far an edit may move away from ``image`` (0 keeps it, 1 ignores it).
     strength: float | None = None
+    #: Name of the style applied to ``prompt`` (already expanded), for the recipe.
+    style: str | None = None
 
     def seed_for(self, index: int) -> int:
         """Return the seed of image ``index`` (0-based) of this request."""
@@ -158,6 +160,8 @@ class ImageRecord(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     postprocess: list[str] = Field(default_factory=list)
     source_image_id: str | None = None
+    #: The style applied (``[styles.<name>]``); ``prompt`` is already expanded.
+    style: str | None = None
     mime_type: str
     byte_size: int
     sha256: str
@@ -168,6 +172,56 @@ class ImageRecord(BaseModel):
     def extension(self) -> str:
         """File extension (without dot) for this record's mime type."""
         return EXTENSIONS.get(self.mime_type, "bin")
+
+
+#: What a style's ``prompt`` template must contain: where the user's prompt goes.
+STYLE_PLACEHOLDER = "{prompt}"
+
+
+class Style(BaseModel):
+    """A named look: a prompt template, a negative prompt and default arguments.
+
+    Configured as ``[styles.<name>]`` tables, shipped built in, or registered
+    by plugins (``register_styles``). Every default is used only when the
+    caller leaves that argument out.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: One line for people and models choosing a style.
+    description: str = ""
+    #: The prompt sent to the backend; ``{prompt}`` is replaced by the caller's.
+    prompt: str = STYLE_PLACEHOLDER
+    #: Merged with the caller's negative prompt (the backend must support it).
+    negative_prompt: str | None = None
+    width: int | None = Field(None, ge=1)
+    height: int | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=1)
+    guidance_scale: float | None = Field(None, ge=0, le=50)
+    #: Backend instance the style prefers.
+    backend: str | None = None
+    #: Post-processing steps replacing the default chain.
+    postprocess: list[str] | None = None
+    #: ``false`` switches the style off (e.g. a built-in one).
+    enabled: bool = True
+
+    @field_validator("prompt")
+    @classmethod
+    def _has_placeholder(cls, value: str) -> str:
+        if STYLE_PLACEHOLDER not in value:
+            raise ValueError(
+                f"the template must contain {STYLE_PLACEHOLDER}, where the "
+                'caller\'s prompt goes, e.g. "watercolor painting of {prompt}"'
+            )
+        return value
+
+    def apply(self, prompt: str) -> str:
+        """Return the template with ``{prompt}`` replaced by ``prompt``.
+
+        A plain replacement, not ``str.format``: other braces in the template
+        or in the prompt are kept as written.
+        """
+        return self.prompt.replace(STYLE_PLACEHOLDER, prompt.strip())
 
 
 class StoredImage(BaseModel):

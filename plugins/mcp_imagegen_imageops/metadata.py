@@ -207,6 +207,8 @@ def build_recipe(
             "model": context.model or image.model or request.model,
         }
     )
+    if request.style:
+        recipe["style"] = request.style
     if request.parameters:
         recipe["parameters"] = dict(request.parameters)
     if facts:

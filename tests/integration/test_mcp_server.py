@@ -442,9 +442,9 @@ async def test_resources_list_is_paginated_over_stored_images(
             cursor=first.next_cursor, cache_mode="bypass"
         )
 
-    # The first page opens with the static resources (the gallery app).
+    # The first page opens with the static resources (style list, gallery app).
     static = [r.uri for r in first.resources if not r.uri.startswith("image://")]
-    assert static == ["ui://mcp-imagegen/gallery"]
+    assert sorted(static) == ["style://list", "ui://mcp-imagegen/gallery"]
     images = [r for r in first.resources if r.uri.startswith("image://")]
     uris = [r.uri for r in images + second.resources]
     assert len(images) == 50

@@ -60,6 +60,9 @@ class ImageInfo(BaseModel):
     source_image_id: str | None = Field(
         None, description="The image this one was made from (transform_image)."
     )
+    style: str | None = Field(
+        None, description="The style applied (generate_image's style argument)."
+    )
 
 
 class GenerateResult(BaseModel):
@@ -125,6 +128,7 @@ async def image_info(
         parameters=record.parameters,
         created_at=record.created_at.isoformat(),
         source_image_id=record.source_image_id,
+        style=record.style,
     )
 
 

@@ -89,3 +89,22 @@ def inline(service: ImageService) -> FieldInfo:
         "(base64) per call; past it, previews or links are returned instead.",
     )
     return field
+
+
+def style(service: ImageService) -> FieldInfo:
+    """A style name: the enabled styles, with their one-line descriptions."""
+    names = sorted(service.styles)
+    listed = "; ".join(
+        f"{name} ({service.styles[name].description.rstrip('.')})"
+        if service.styles[name].description
+        else name
+        for name in names
+    )
+    field: FieldInfo = Field(
+        description="A style (see the style://list resource and the prompts): "
+        "wraps the prompt in the style's template, adds its negative prompt, and "
+        "sets its defaults for arguments you leave out. "
+        + (f"Styles: {listed}." if names else "No styles are configured."),
+        json_schema_extra=enum_schema(names),
+    )
+    return field

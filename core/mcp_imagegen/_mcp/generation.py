@@ -40,6 +40,7 @@ async def generate_image(
     output_format: str | None = None,
     postprocess: list[str] | None = None,
     inline: Inline = "preview",
+    style: str | None = None,
 ) -> Annotated[CallToolResult, GenerateResult]:
     """Generate images from a text prompt and store them.
 
@@ -53,21 +54,33 @@ async def generate_image(
         await ctx.report_progress(done, total, message)
 
     with tool_errors("generate_image"):
-        request = service.settings.generation.request(
-            prompt,
+        styled = service.apply_style(
+            style,
+            prompt=prompt,
             negative_prompt=negative_prompt,
             width=width,
             height=height,
-            num_images=num_images,
-            seed=seed,
             steps=steps,
             guidance_scale=guidance_scale,
+            backend=backend,
+            postprocess=postprocess,
+        )
+        request = service.settings.generation.request(
+            styled.prompt,
+            negative_prompt=styled.negative_prompt,
+            width=styled.width,
+            height=styled.height,
+            num_images=num_images,
+            seed=seed,
+            steps=styled.steps,
+            guidance_scale=styled.guidance_scale,
+            style=styled.style,
         )
         stored = await service.generate(
             request,
             report,
-            backend=backend,
-            postprocess=postprocess,
+            backend=styled.backend,
+            postprocess=styled.postprocess,
             output_format=output_format,
         )
         return await _result(ctx, stored, inline)
@@ -146,6 +159,7 @@ def _generate_fields(service: ImageService) -> dict[str, FieldInfo]:
             f"({chain}), in order; [] for none.",
         ),
         "inline": fields.inline(service),
+        "style": fields.style(service),
     }
 
 

@@ -12,11 +12,24 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import ServerMiddleware
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import Icon, ResourceTemplate, ToolAnnotations
+from mcp.types import (
+    GetPromptResult,
+    Icon,
+    InputRequiredResult,
+    ResourceTemplate,
+    ToolAnnotations,
+)
 from pydantic import AnyUrl
 
 from mcp_imagegen import __version__
-from mcp_imagegen._mcp import app, backends, gallery, generation, resources
+from mcp_imagegen._mcp import (
+    app,
+    backends,
+    gallery,
+    generation,
+    guidance,
+    resources,
+)
 from mcp_imagegen._mcp.content import ImageLink
 from mcp_imagegen._mcp.tools import service_of
 from mcp_imagegen._service import ImageService
@@ -26,7 +39,9 @@ log = structlog.get_logger("mcp_imagegen._mcp")
 INSTRUCTIONS = (
     "Generates images from text prompts. Call generate_image; each image is "
     "stored and returned as a preview, an image:// resource link and a "
-    "path or URL. list_images / get_image / delete_image manage stored images."
+    "path or URL. list_images / get_image / delete_image manage stored images. "
+    "Its style argument applies a named look (see the style://list resource); "
+    "the prompt-guide prompt explains how to prompt and what this server offers."
 )
 
 
@@ -62,6 +77,16 @@ class ImageGenServer(MCPServer[ImageService]):
         return await resources.read_image(
             service, match["id"], metadata=bool(match["metadata"])
         )
+
+    async def get_prompt(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+        context: Context[ImageService, Any] | None = None,
+    ) -> GetPromptResult | InputRequiredResult:
+        """Render a prompt; an unknown prompt or missing argument is -32602."""
+        await guidance.check_prompt_request(self, name, arguments)
+        return await super().get_prompt(name, arguments, context)
 
     async def list_resource_templates(self) -> list[ResourceTemplate]:
         """The templates; ``image://{image_id}`` claims no single mime type."""
@@ -143,4 +168,5 @@ def build_mcp_server(
     gallery.register(server, service)
     backends.register(server, service)
     resources.register(server)
+    guidance.register(server, service)
     return server

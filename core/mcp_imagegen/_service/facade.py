@@ -10,7 +10,7 @@ it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
@@ -32,6 +32,7 @@ from mcp_imagegen._service.pipeline import Pipeline
 from mcp_imagegen._service.retention import Retention
 from mcp_imagegen._service.saving import Saver
 from mcp_imagegen._service.validation import check_output_format, validate_request
+from mcp_imagegen._styles import StyledArguments, apply_style
 from mcp_imagegen.errors import ValidationError
 from mcp_imagegen.interfaces import (
     Component,
@@ -47,6 +48,7 @@ from mcp_imagegen.models import (
     ImageRecord,
     ProgressReporter,
     StoredImage,
+    Style,
     ignore_progress,
 )
 
@@ -76,6 +78,7 @@ class ImageService(ImageServiceAPI):
         announcer: Announces each stored image to the ``image_stored`` listeners.
         observer: Told about backend requests, stored images and busy
             rejections (metrics); the default ignores them.
+        styles: The enabled styles by name (checked by ``_styles.build_styles``).
 
     Raises:
         ConfigurationError: when ``generation.postprocess`` names an unknown step.
@@ -89,8 +92,10 @@ class ImageService(ImageServiceAPI):
         steps: dict[str, PostProcessor],
         announcer: Announcer = announce_to_nobody,
         observer: ServiceObserver = NULL_OBSERVER,
+        styles: Mapping[str, Style] | None = None,
     ) -> None:
         self.settings = settings
+        self.styles = dict(styles or {})
         self.observer = observer
         self.backends = backends
         self.storage = storage
@@ -192,6 +197,43 @@ class ImageService(ImageServiceAPI):
         return validate_request(request, capabilities, self.settings.limits)
 
     check_output_format = staticmethod(check_output_format)
+
+    def apply_style(
+        self,
+        name: str | None,
+        *,
+        prompt: str,
+        negative_prompt: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        backend: str | None = None,
+        postprocess: Sequence[str] | None = None,
+    ) -> StyledArguments:
+        """Apply style ``name`` to a call's arguments (see ``_styles.apply_style``).
+
+        Raises:
+            ValidationError: for an unknown style (listing the known ones) or,
+                when the style adds a negative prompt, an unknown backend.
+        """
+
+        def supports_negative_prompt(backend: str | None) -> bool:
+            return self.backend(backend)[1].capabilities.supports_negative_prompt
+
+        return apply_style(
+            self.styles,
+            name,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            width=width,
+            height=height,
+            steps=steps,
+            guidance_scale=guidance_scale,
+            backend=backend,
+            postprocess=postprocess,
+            supports_negative_prompt=supports_negative_prompt,
+        )
 
     # -- generation ----------------------------------------------------------
 

@@ -272,6 +272,7 @@ def _recipe_of(source: StoredImage) -> tuple[GenerationRequest, GeneratedImage]:
         steps=old.steps,
         guidance_scale=old.guidance_scale,
         model=old.model,
+        style=old.style,
     )
     image = GeneratedImage(
         data=source.data,

@@ -59,6 +59,7 @@ def build_record(
         parameters={**(parameters or {}), **request.parameters, **image.parameters},
         postprocess=[step.instance_name for step in chain],
         source_image_id=source_image_id,
+        style=request.style,
         mime_type=image.mime_type,
         byte_size=len(image.data),
         sha256=sha256,
