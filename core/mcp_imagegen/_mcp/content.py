@@ -58,7 +58,14 @@ class ImageInfo(BaseModel):
     )
     created_at: str
     source_image_id: str | None = Field(
-        None, description="The image this one was made from (transform_image)."
+        None,
+        description="The stored image this one was made from (transform_image, "
+        "edit_image).",
+    )
+    origin: str | None = Field(
+        None,
+        description="Where an outside image came from (edit_image, ingest_image): "
+        "upload, file:/... or an http(s) URL without query.",
     )
 
 
@@ -125,6 +132,7 @@ async def image_info(
         parameters=record.parameters,
         created_at=record.created_at.isoformat(),
         source_image_id=record.source_image_id,
+        origin=record.origin,
     )
 
 

@@ -16,7 +16,7 @@ from mcp.types import ResourceTemplate
 from pydantic import AnyUrl
 
 from mcp_imagegen import __version__
-from mcp_imagegen._mcp import backends, gallery, generation, resources
+from mcp_imagegen._mcp import backends, editing, gallery, generation, resources
 from mcp_imagegen._mcp.content import ImageLink
 from mcp_imagegen._mcp.tools import service_of
 from mcp_imagegen._service import ImageService
@@ -117,4 +117,5 @@ def build_mcp_server(
     gallery.register(server, service)
     backends.register(server, service)
     resources.register(server)
+    editing.register(server, service)
     return server
