@@ -21,7 +21,12 @@ import anyio
 from PIL import Image
 
 from mcp_imagegen._ids import new_image_id
-from mcp_imagegen._service.inputs import InputReader, RawInput, decode_input
+from mcp_imagegen._service.inputs import (
+    InputReader,
+    RawInput,
+    decode_error,
+    decode_input,
+)
 from mcp_imagegen._service.pipeline import Pipeline, _release_after
 from mcp_imagegen._service.validation import check_output_format, validate_request
 from mcp_imagegen.errors import ValidationError
@@ -327,8 +332,5 @@ class Editor:
         try:
             mime, width, height = describe_image(raw.data, max_pixels=max_pixels)
         except ValidationError as exc:
-            raise ValidationError(
-                f"{argument}: {exc} Give a PNG, JPEG, WebP or GIF image (at most "
-                f"{max_pixels} pixels, inputs.max_pixels)."
-            ) from None
+            raise decode_error(exc, argument, max_pixels) from None
         return mime, width, height, hashlib.sha256(raw.data).hexdigest()

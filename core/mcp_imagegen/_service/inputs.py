@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from mcp_imagegen.interfaces import ImageStorage
 
 _IMAGE_ID = re.compile(IMAGE_ID_PATTERN)
+_BUFFER_NAME = re.compile(
+    r":? ?(cannot identify image file )?<_io\.BytesIO object at 0x[0-9a-f]+>"
+)
 #: How much of a download is read at a time.
 _CHUNK = 64 * 1024
 #: The forms an image argument accepts, for error messages.
@@ -118,10 +121,17 @@ def decode_input(raw: RawInput, argument: str, max_pixels: int) -> Image.Image:
     try:
         return open_image(raw.data, max_pixels=max_pixels)
     except ImageDecodeError as exc:
-        raise ValidationError(
-            f"{argument}: {exc} Give a PNG, JPEG, WebP or GIF image "
-            f"(at most {max_pixels} pixels, inputs.max_pixels)."
-        ) from None
+        raise decode_error(exc, argument, max_pixels) from None
+
+
+def decode_error(exc: Exception, argument: str, max_pixels: int) -> ValidationError:
+    """The error for bytes that do not decode: what was wrong and what is accepted."""
+    # Pillow names its in-memory file ("<_io.BytesIO object at 0x...>"): noise.
+    problem = _BUFFER_NAME.sub("", str(exc)).rstrip(" :.")
+    return ValidationError(
+        f"{argument}: {problem}. Give a PNG, JPEG, WebP or GIF image "
+        f"(at most {max_pixels} pixels, inputs.max_pixels)."
+    )
 
 
 class InputReader:
