@@ -48,6 +48,8 @@ class ImageServer:
     port: int
     picture: bytes
     requests: list[str] = field(default_factory=list)
+    #: The Host header of each request.
+    hosts: list[str] = field(default_factory=list)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
@@ -63,6 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         parts = urlsplit(self.path)
         state.requests.append(parts.path)
+        state.hosts.append(self.headers.get("Host", ""))
         query = parse_qs(parts.query)
         if parts.path == "/picture.png":
             self._send(200, state.picture, "image/png")

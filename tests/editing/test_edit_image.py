@@ -289,3 +289,8 @@ async def test_a_redirect_within_allowed_hosts_is_followed(
         )
     assert ingested["origin"] == target
     assert image_server.requests == ["/redirect", "/picture.png"]
+    # Connected to the checked address, yet the name is what the server sees.
+    assert image_server.hosts == [
+        f"127.0.0.1:{image_server.port}",
+        f"localhost:{image_server.port}",
+    ]

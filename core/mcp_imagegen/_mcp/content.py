@@ -70,7 +70,7 @@ class ImageInfo(BaseModel):
 
 
 class GenerateResult(BaseModel):
-    """Result of generate_image and transform_image."""
+    """Result of generate_image, transform_image, edit_image and ingest_image."""
 
     images: list[ImageInfo]
 

@@ -124,6 +124,8 @@ def target_size(
     if height is not None:
         return fit(height * src_w / src_h), height
     scale = min(1.0, high / max(src_w, src_h), math.sqrt(max_pixels / (src_w * src_h)))
+    if min(src_w, src_h) * scale < low:  # too small: scaled up, shape kept
+        scale = min(low / min(src_w, src_h), high / max(src_w, src_h))
     w, h = fit(src_w * scale), fit(src_h * scale)
     while w * h > max_pixels and max(w, h) > low_m:  # rounding up overshot
         if w >= h:
