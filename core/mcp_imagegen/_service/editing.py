@@ -25,7 +25,7 @@ from mcp_imagegen._service.inputs import (
     InputReader,
     RawInput,
     decode_error,
-    decode_input,
+    verify_input,
 )
 from mcp_imagegen._service.pipeline import Pipeline, _release_after
 from mcp_imagegen._service.validation import check_output_format, validate_request
@@ -139,9 +139,14 @@ def prepare_inputs(
     image: Image.Image,
     mask: Image.Image | None,
     size: tuple[int, int],
+    image_data: bytes | None = None,
+    mask_data: bytes | None = None,
 ) -> tuple[bytes, bytes | None]:
     """PNG bytes of the image (RGB) and the mask (greyscale), both ``size``.
 
+    ``image`` and ``mask`` are checked images (:func:`verify_input`); when one
+    already is such a PNG, its ``image_data`` / ``mask_data`` is passed on as
+    it is: decoding and re-encoding it would cost more than the edit itself.
     A mask must have the input image's size (it is then resized with it) or the
     target size.
 
@@ -154,16 +159,27 @@ def prepare_inputs(
             f"{image.width}x{image.height} (edited at {size[0]}x{size[1]}): give a "
             "mask of the image's size (or of the edit size), white where to repaint."
         )
-    rgb = flatten_alpha(image, (255, 255, 255)) if image.mode != "RGB" else image
-    if rgb.size != size:
-        rgb = rgb.resize(size, Image.Resampling.LANCZOS)
+    if image_data is not None and _is_png(image, "RGB", size):
+        image_png = image_data
+    else:
+        rgb = flatten_alpha(image, (255, 255, 255)) if image.mode != "RGB" else image
+        if rgb.size != size:
+            rgb = rgb.resize(size, Image.Resampling.LANCZOS)
+        image_png = _png(rgb)
     mask_png = None
     if mask is not None:
-        grey = mask.convert("L")
-        if grey.size != size:
-            grey = grey.resize(size, Image.Resampling.BILINEAR)
-        mask_png = _png(grey)
-    return _png(rgb), mask_png
+        if mask_data is not None and _is_png(mask, "L", size):
+            mask_png = mask_data
+        else:
+            grey = mask.convert("L")
+            if grey.size != size:
+                grey = grey.resize(size, Image.Resampling.BILINEAR)
+            mask_png = _png(grey)
+    return image_png, mask_png
+
+
+def _is_png(image: Image.Image, mode: str, size: tuple[int, int]) -> bool:
+    return image.format == "PNG" and image.mode == mode and image.size == size
 
 
 def _png(image: Image.Image) -> bytes:
@@ -275,14 +291,20 @@ class Editor:
     ) -> tuple[tuple[int, int], bytes, bytes | None]:
         """Decode, check, size and encode the inputs (CPU work: a worker thread)."""
         max_pixels = self.settings.inputs.max_pixels
-        decoded = decode_input(raw, "image", max_pixels)
-        decoded_mask = (
-            None if raw_mask is None else decode_input(raw_mask, "mask", max_pixels)
+        checked = verify_input(raw, "image", max_pixels)
+        checked_mask = (
+            None if raw_mask is None else verify_input(raw_mask, "mask", max_pixels)
         )
         size = target_size(
-            decoded.size, width, height, capabilities, self.settings.limits
+            checked.size, width, height, capabilities, self.settings.limits
         )
-        image_png, mask_png = prepare_inputs(decoded, decoded_mask, size)
+        image_png, mask_png = prepare_inputs(
+            checked,
+            checked_mask,
+            size,
+            raw.data,
+            None if raw_mask is None else raw_mask.data,
+        )
         return size, image_png, mask_png
 
     async def ingest(

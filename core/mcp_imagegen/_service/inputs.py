@@ -34,7 +34,7 @@ from PIL import Image
 
 from mcp_imagegen._ids import IMAGE_ID_PATTERN, validate_image_id
 from mcp_imagegen.errors import ValidationError
-from mcp_imagegen.imaging import ImageDecodeError, open_image
+from mcp_imagegen.imaging import ImageDecodeError, verify_image
 
 if TYPE_CHECKING:
     from mcp_imagegen._config import InputsSettings
@@ -111,15 +111,19 @@ def host_allowed(host: str, allowed: list[str]) -> bool:
     return False
 
 
-def decode_input(raw: RawInput, argument: str, max_pixels: int) -> Image.Image:
-    """Decode ``raw`` fully (in a worker thread: this is CPU work).
+def verify_input(raw: RawInput, argument: str, max_pixels: int) -> Image.Image:
+    """Prove ``raw`` a whole image; return it opened (in a worker thread: CPU work).
+
+    A common PNG is proven whole without building its pixels
+    (:func:`~mcp_imagegen.imaging.verify_image`), which then decode on first
+    access; anything else is decoded fully here.
 
     Raises:
         ValidationError: naming ``argument`` when the bytes are not a whole,
             readable image, or it has more than ``max_pixels`` pixels.
     """
     try:
-        return open_image(raw.data, max_pixels=max_pixels)
+        return verify_image(raw.data, max_pixels=max_pixels)
     except ImageDecodeError as exc:
         raise decode_error(exc, argument, max_pixels) from None
 
