@@ -354,3 +354,17 @@ async def test_a_backend_without_image_input_names_those_with(
     assert (
         text == "Backend 'sd' does not take an input image; use backend 'placeholder'."
     )
+
+
+async def test_a_truncated_png(
+    connect: Callable[..., mcp.Client], image_dir: Path
+) -> None:
+    # Its header is fine: only the whole-file check that precedes passing a PNG
+    # on as it is can tell.
+    cut = picture((96, 64))[:-40]
+    for tool, arguments in (
+        ("edit_image", {"image": data_uri(cut), "prompt": "x"}),
+        ("ingest_image", {"data": data_uri(cut)}),
+    ):
+        text = await refused(connect, image_dir, tool, arguments)
+        assert "truncated or corrupt" in text

@@ -294,3 +294,26 @@ async def test_a_redirect_within_allowed_hosts_is_followed(
         f"127.0.0.1:{image_server.port}",
         f"localhost:{image_server.port}",
     ]
+
+
+async def test_a_jpeg_input_reaches_the_backend_as_the_same_pixels(
+    connect: Callable[..., mcp.Client],
+) -> None:
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(picture())).save(buffer, format="JPEG", quality=95)
+    async with connect() as client:
+        edited = info(
+            await client.call_tool(
+                "edit_image",
+                {
+                    "image": data_uri(buffer.getvalue(), "image/jpeg"),
+                    "prompt": "x",
+                    "strength": 0.0,
+                }
+                | NO_CHAIN,
+            )
+        )
+        image = await read_image(client, edited["id"])
+    jpeg = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    assert edited["mime_type"] == "image/png"
+    assert ImageChops.difference(image, jpeg).getbbox() is None
