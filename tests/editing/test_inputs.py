@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
-from mcp_imagegen._config import LimitsSettings
+from mcp_imagegen._config import LimitsSettings, load_settings
 from mcp_imagegen._service.editing import target_size
 from mcp_imagegen._service.inputs import address_allowed, host_allowed, url_origin
+from mcp_imagegen.errors import ConfigurationError
 from mcp_imagegen.models import Capabilities
 
 
@@ -95,3 +97,27 @@ def test_target_size_keeps_within_the_pixel_limit() -> None:
     width, height = target_size((3000, 1999), None, None, CAPS, limits)
     assert width * height <= 1024 * 1024
     assert width % 8 == 0 and height % 8 == 0
+
+
+def test_inputs_from_the_environment(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MCP_IMAGEGEN_INPUTS__ALLOWED_DIRS", "/srv/a,/srv/b")
+    monkeypatch.setenv("MCP_IMAGEGEN_INPUTS__ALLOWED_HOSTS", "*.example.com")
+    monkeypatch.setenv("MCP_IMAGEGEN_INPUTS__ALLOWED_NETWORKS", "10.1.2.0/24")
+
+    inputs = load_settings().inputs
+
+    assert inputs.allowed_dirs == [Path("/srv/a"), Path("/srv/b")]
+    assert inputs.allowed_hosts == ["*.example.com"]
+    assert inputs.allowed_networks == [ipaddress.ip_network("10.1.2.0/24")]
+    assert inputs.allow_private_addresses is False
+
+
+def test_a_bad_network_names_the_key(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MCP_IMAGEGEN_INPUTS__ALLOWED_NETWORKS", "10.1.2.0/33")
+
+    with pytest.raises(ConfigurationError, match=r"inputs\.allowed_networks"):
+        load_settings()
