@@ -38,6 +38,7 @@ CORE_SECTIONS = [
     "storage",
     "logging",
     "plugins",
+    "inputs",
 ]
 # Where each kind of component documents its settings.
 COMPONENT_DOCS = {
@@ -66,7 +67,7 @@ def test_config_example_is_valid_and_matches_the_defaults() -> None:
     settings = settings_from_dict(data)
 
     defaults = Settings.model_construct()
-    for section in ["server", "limits", "logging", "plugins"]:
+    for section in ["server", "limits", "logging", "plugins", "inputs"]:
         assert getattr(settings, section) == getattr(defaults, section), section
 
 

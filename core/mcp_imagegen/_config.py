@@ -11,6 +11,7 @@ the service is built (:func:`validate_component_table`).
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import os
 import re
@@ -267,6 +268,41 @@ class GenerationSettings(_Section):
         return GenerationRequest(prompt=prompt, **{**defaults, **values})
 
 
+class InputsSettings(_Section):
+    """``[inputs]``: where edit_image and ingest_image may read images from.
+
+    Stored images, ``image://`` URIs and ``data:`` URIs are always accepted;
+    local paths and http(s) URLs only from what is listed here (none by default).
+    """
+
+    #: Largest input image in bytes (a data URI's decoded bytes, a file, a download).
+    max_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    #: Largest input image in pixels, checked from the header before decoding
+    #: (decompression bombs cost nothing).
+    max_pixels: int = Field(8192 * 8192, ge=64)
+    #: Directories whose files may be read by path (stdio use); empty: no paths.
+    allowed_dirs: Annotated[list[Path], NoDecode, BeforeValidator(_comma_list)] = Field(
+        default_factory=list
+    )
+    #: Host names URLs may be fetched from (``*.example.com`` for subdomains);
+    #: empty: no URLs.
+    allowed_hosts: NameList = Field(default_factory=list)
+    #: Longest a whole download (every redirect included) may take.
+    fetch_timeout: timedelta = Field(timedelta(seconds=20), gt=timedelta(0))
+    #: Redirects followed, each one checked again like the first URL.
+    max_redirects: int = Field(3, ge=0, le=20)
+    #: Fetch from loopback, private, link-local (cloud metadata) and reserved
+    #: addresses too. Off: a URL resolving there is refused (SSRF protection).
+    allow_private_addresses: bool = False
+    #: Networks (CIDR, e.g. ``10.1.2.0/24``) fetched from even when private: an
+    #: internal image host, without opening every private address.
+    allowed_networks: Annotated[
+        list[ipaddress.IPv4Network | ipaddress.IPv6Network],
+        NoDecode,
+        BeforeValidator(_comma_list),
+    ] = Field(default_factory=list)
+
+
 class StorageSettings(BaseModel):
     """``[storage]``: which storage to use and how long to keep images.
 
@@ -336,6 +372,7 @@ class Settings(BaseSettings):
     postprocess: dict[str, dict[str, Any]] = Field(default_factory=dict)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     plugins: PluginsSettings = Field(default_factory=PluginsSettings)
+    inputs: InputsSettings = Field(default_factory=InputsSettings)
     #: ``[styles.<name>]``: named looks for generate_image's ``style`` argument;
     #: a table named like a built-in or plugin style overrides the keys it sets.
     styles: dict[str, Style] = Field(default_factory=dict)

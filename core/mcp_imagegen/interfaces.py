@@ -324,6 +324,60 @@ class ImageServiceAPI(Protocol):
         """
         ...
 
+    async def edit(
+        self,
+        image: str,
+        prompt: str,
+        *,
+        mask: str | None = None,
+        strength: float = 0.6,
+        negative_prompt: str | None = None,
+        seed: int | None = None,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        backend: str | None = None,
+        postprocess: Sequence[str] | None = None,
+        output_format: str | None = None,
+        progress: ProgressReporter = ignore_progress,
+    ) -> StoredImage:
+        """Edit an image (image-to-image; inpainting with ``mask``); store the result.
+
+        Args:
+            image: A stored image id, ``image://{id}``, a
+                ``data:image/...;base64,`` URI, or (when ``[inputs]`` allows) a
+                local path or an http(s) URL.
+            prompt: What the result should show.
+            mask: As ``image``; white = repaint, black = keep. Of the image's
+                size (resized with it) or of the edit size.
+            strength: 0 keeps the input, 1 ignores it.
+            width, height: The edit size; default the input's, fitted to the
+                limits and rounded to the side multiple.
+            backend, postprocess, output_format: as :meth:`generate`.
+            progress: Receives backend progress.
+
+        Returns:
+            The new image; its record names the input in ``source_image_id``
+            (a stored image) or ``origin`` (an outside one).
+        """
+        ...
+
+    async def ingest(
+        self,
+        *,
+        data: str | None = None,
+        url: str | None = None,
+        path: str | None = None,
+    ) -> StoredImage:
+        """Store an outside image as it is, to edit, transform and list it.
+
+        Exactly one of ``data`` (a data URI or base64), ``url`` or ``path``
+        (both only when ``[inputs]`` allows). The record has ``backend``
+        ``"ingest"``, an empty prompt and ``origin`` set.
+        """
+        ...
+
     async def load(self, image_id: str) -> StoredImage:
         """Return a stored image with its record."""
         ...

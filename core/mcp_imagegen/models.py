@@ -167,6 +167,10 @@ class ImageRecord(BaseModel):
     sha256: str
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     durations: Durations = Field(default_factory=Durations)
+    #: Where an image from outside came from (edit_image / ingest_image):
+    #: ``"upload"`` (a data URI), ``"file:/<path under an allowed dir>"`` or
+    #: ``"https://host/path"`` (never credentials or a query).
+    origin: str | None = None
 
     @property
     def extension(self) -> str:
@@ -254,6 +258,8 @@ class ProcessingContext(BaseModel):
     output_format: str | None = None
     #: Id of the image being transformed, when a stored image is post-processed.
     source_image_id: str | None = None
+    #: Where an edited image from outside came from (see ``ImageRecord.origin``).
+    origin: str | None = None
 
 
 #: Lifecycle states of an MCP task (protocol revision 2025-11-25).

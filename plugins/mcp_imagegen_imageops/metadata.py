@@ -215,6 +215,10 @@ def build_recipe(
         recipe["backend_parameters"] = dict(facts)
     if context.source_image_id:
         recipe["source_image_id"] = context.source_image_id
+    if context.origin:
+        recipe["origin"] = context.origin
+    if request.strength is not None:
+        recipe["strength"] = request.strength
     return {k: v for k, v in recipe.items() if v is not None}
 
 

@@ -4,6 +4,10 @@ It exists so the server works out of the box — for trying the server and MCP
 clients, for CI and for mock-ups. It draws a seeded abstract composition and the
 prompt text with Pillow. The same (prompt, negative prompt, seed, width, height)
 always give the same bytes; another seed gives a visibly different image.
+
+It edits too (``image_input`` and ``mask``): the drawing is laid over the input
+image with opacity ``strength``, so the input shows through by ``1 - strength``;
+a mask scales that opacity per pixel (white = change, black = keep exactly).
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ from mcp_imagegen import (
     InferenceBackend,
     ProgressReporter,
 )
-from mcp_imagegen.imaging import EncodedImage
+from mcp_imagegen.imaging import EncodedImage, open_image
 
 MODEL_NAME = "placeholder-v1"
+#: Strength of an edit whose request names none.
+DEFAULT_STRENGTH = 0.6
 
 
 class PlaceholderSettings(ComponentSettings):
@@ -49,10 +55,12 @@ class PlaceholderBackend(InferenceBackend):
 
     @property
     def capabilities(self) -> Capabilities:
-        """Everything the server's limits allow; steps capped at 50."""
+        """Everything the server's limits allow; steps capped at 50; edits."""
         return Capabilities(
             default_steps=self.settings.default_steps,
             models=[MODEL_NAME],
+            image_input=True,
+            mask=True,
         )
 
     async def generate(
@@ -120,6 +128,8 @@ class _Canvas:
 
     def finish(self) -> bytes:
         self._draw_caption()
+        if self.request.image is not None:
+            self.image = _edit(self.image, self.request)
         buffer = io.BytesIO()
         # Level 1 encodes several times faster than the default 6; placeholder
         # images are flat shapes, so the files stay small anyway.
@@ -156,6 +166,26 @@ class _Canvas:
         )
         label = "placeholder · no model"
         self.draw.text((margin, margin), label, font=font, fill=(255, 255, 255, 200))
+
+
+def _edit(drawn: Image.Image, request: GenerationRequest) -> Image.Image:
+    """``drawn`` laid over the request's image: opacity strength, times the mask."""
+    assert request.image is not None
+    size = drawn.size
+    source = open_image(request.image).convert("RGB")
+    if source.size != size:  # the service sizes it; another caller may not
+        source = source.resize(size, Image.Resampling.LANCZOS)
+    strength = DEFAULT_STRENGTH if request.strength is None else request.strength
+    opacity = round(255 * min(1.0, max(0.0, strength)))
+    if request.mask is None:
+        change = Image.new("L", size, opacity)
+    else:
+        mask = open_image(request.mask).convert("L")
+        if mask.size != size:
+            mask = mask.resize(size, Image.Resampling.BILINEAR)
+        change = mask.point([value * opacity // 255 for value in range(256)])
+    # Where change is 0 the input's pixel is kept exactly.
+    return Image.composite(drawn, source, change)
 
 
 @lru_cache(maxsize=32)

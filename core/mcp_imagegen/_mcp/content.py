@@ -58,7 +58,14 @@ class ImageInfo(BaseModel):
     )
     created_at: str
     source_image_id: str | None = Field(
-        None, description="The image this one was made from (transform_image)."
+        None,
+        description="The stored image this one was made from (transform_image, "
+        "edit_image).",
+    )
+    origin: str | None = Field(
+        None,
+        description="Where an outside image came from (edit_image, ingest_image): "
+        "upload, file:/... or an http(s) URL without query.",
     )
     style: str | None = Field(
         None, description="The style applied (generate_image's style argument)."
@@ -66,7 +73,7 @@ class ImageInfo(BaseModel):
 
 
 class GenerateResult(BaseModel):
-    """Result of generate_image and transform_image."""
+    """Result of generate_image, transform_image, edit_image and ingest_image."""
 
     images: list[ImageInfo]
 
@@ -129,6 +136,7 @@ async def image_info(
         created_at=record.created_at.isoformat(),
         source_image_id=record.source_image_id,
         style=record.style,
+        origin=record.origin,
     )
 
 

@@ -25,6 +25,7 @@ from mcp_imagegen import __version__
 from mcp_imagegen._mcp import (
     app,
     backends,
+    editing,
     gallery,
     generation,
     guidance,
@@ -169,4 +170,5 @@ def build_mcp_server(
     backends.register(server, service)
     resources.register(server)
     guidance.register(server, service)
+    editing.register(server, service)
     return server

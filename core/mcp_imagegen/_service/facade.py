@@ -20,6 +20,7 @@ import structlog
 
 from mcp_imagegen._ids import validate_image_id
 from mcp_imagegen._service.admission import Admission
+from mcp_imagegen._service.editing import DEFAULT_STRENGTH, Editor
 from mcp_imagegen._service.events import (
     Announcer,
     StoredEvents,
@@ -27,6 +28,7 @@ from mcp_imagegen._service.events import (
     cancellation_only,
 )
 from mcp_imagegen._service.health import BackendInfo, describe_backends
+from mcp_imagegen._service.inputs import InputReader
 from mcp_imagegen._service.observer import NULL_OBSERVER, ServiceObserver
 from mcp_imagegen._service.pipeline import Pipeline
 from mcp_imagegen._service.retention import Retention
@@ -110,6 +112,9 @@ class ImageService(ImageServiceAPI):
             Admission(settings.server, observer),
             Saver(storage, self.events, settings.logging, observer),
             observer,
+        )
+        self.editor = Editor(
+            settings, self.pipeline, InputReader(settings.inputs, storage)
         )
         #: The retention task's group, while the service runs.
         self._retention: anyio.abc.TaskGroup | None = None
@@ -275,6 +280,61 @@ class ImageService(ImageServiceAPI):
         As :meth:`ImageServiceAPI.transform`: the source is never changed.
         """
         return await self.pipeline.transform(image_id, postprocess, output_format)
+
+    async def edit(
+        self,
+        image: str,
+        prompt: str,
+        *,
+        mask: str | None = None,
+        strength: float = DEFAULT_STRENGTH,
+        negative_prompt: str | None = None,
+        seed: int | None = None,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        backend: str | None = None,
+        postprocess: Sequence[str] | None = None,
+        output_format: str | None = None,
+        progress: ProgressReporter = ignore_progress,
+    ) -> StoredImage:
+        """Edit an image (image-to-image; inpainting with a mask); store the result.
+
+        Arguments and result as :meth:`ImageServiceAPI.edit`.
+
+        Raises:
+            ValidationError: for a bad input, mask, strength or size, or a
+                backend without ``image_input`` (``mask``).
+            BusyError, BackendError, PostProcessingError, StorageError: as
+                :meth:`generate`.
+        """
+        return await self.editor.edit(
+            image,
+            prompt,
+            mask=mask,
+            strength=strength,
+            negative_prompt=negative_prompt,
+            seed=seed,
+            steps=steps,
+            guidance_scale=guidance_scale,
+            width=width,
+            height=height,
+            backend=backend,
+            postprocess=postprocess,
+            output_format=output_format,
+            progress=progress,
+        )
+
+    async def ingest(
+        self,
+        *,
+        data: str | None = None,
+        url: str | None = None,
+        path: str | None = None,
+    ) -> StoredImage:
+        """Store an outside image as it is; as :meth:`ImageServiceAPI.ingest`."""
+        return await self.editor.ingest(data=data, url=url, path=path)
 
     # -- reading -------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -142,8 +142,16 @@ class Pipeline:
         backend_name: str,
         chain: Sequence[PostProcessor],
         fmt: str | None,
+        *,
+        source_image_id: str | None = None,
+        origin: str | None = None,
+        parameters: dict[str, Any] | None = None,
     ) -> list[StoredImage]:
-        """Post-process every image concurrently, then save them all."""
+        """Post-process every image concurrently, then save them all.
+
+        ``source_image_id`` / ``origin`` name an edit's input (lineage);
+        ``parameters`` are recorded under the request's and the image's own.
+        """
         finished = await gather(
             [
                 functools.partial(
@@ -156,6 +164,8 @@ class Pipeline:
                         seed=image.seed,
                         model=image.model,
                         output_format=fmt,
+                        source_image_id=source_image_id,
+                        origin=origin,
                     ),
                 )
                 for image in images
@@ -171,6 +181,9 @@ class Pipeline:
                 durations=Durations(
                     generate_ms=generate_ms / len(images), postprocess_ms=ms
                 ),
+                source_image_id=source_image_id,
+                parameters=parameters,
+                origin=origin,
             )
             for image, digest, ms in finished
         ]

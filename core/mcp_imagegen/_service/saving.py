@@ -39,6 +39,7 @@ def build_record(
     durations: Durations,
     source_image_id: str | None = None,
     parameters: dict[str, Any] | None = None,
+    origin: str | None = None,
 ) -> ImageRecord:
     """The record of a finished image, with a new id.
 
@@ -64,6 +65,7 @@ def build_record(
         byte_size=len(image.data),
         sha256=sha256,
         durations=durations,
+        origin=origin,
     )
 
 
@@ -139,6 +141,7 @@ class Saver:
             seed=record.seed,
             bytes=record.byte_size,
             source_image_id=record.source_image_id,
+            origin=record.origin,
             generate_ms=round(record.durations.generate_ms, 1),
             postprocess_ms=round(record.durations.postprocess_ms, 1),
             save_ms=round(record.durations.save_ms, 1),

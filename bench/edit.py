@@ -1,0 +1,201 @@
+"""Image input speed: edit_image against generate_image, and the event loop.
+
+1. Median time of ``ImageService.edit`` of a stored photo-like 1024² PNG against
+   ``ImageService.generate`` at 1024², both on the placeholder backend with the
+   default chain (``metadata``) and file storage, measured in the same run; the
+   ratio, and where the extra time goes: reading the input (storage load),
+   checking and sizing it, and the placeholder's own input decode and
+   photo-like output encode (each timed alone).
+2. Worst event-loop lag while four 2048² edits run at once, from a ticker task
+   that sleeps 5 ms and records how late it wakes (goal: < 20 ms), next to the
+   ticker alone (this machine's floor) and four 2048² generations (the
+   baseline). Each runs ``--rounds`` times; the median of the rounds' worst
+   lags is shown with the maximum.
+
+    .venv/bin/python bench/edit.py [--runs 9] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import numpy as np
+from PIL import Image
+
+from mcp_imagegen import GenerationRequest
+from mcp_imagegen._app import build_service
+from mcp_imagegen._config import LoggingSettings, settings_from_dict
+from mcp_imagegen._logs import configure_logging
+from mcp_imagegen._service import ImageService
+from mcp_imagegen.imaging import open_image
+
+TICK_S = 0.005
+CONCURRENT = 4
+BIG = 2048
+SIDE = 1024
+
+
+def photo_data_uri(side: int, seed: int = 0) -> str:
+    """A photo-like PNG (gradient plus noise: it compresses like a photo)."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 200, side, dtype=np.float32)
+    pixels = ramp[None, :, None] + ramp[:, None, None] * 0.2
+    pixels = pixels + rng.normal(0, 18, (side, side, 3))
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """What the placeholder does with an edit's result: PNG, level 1."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+async def median_ms(work: Callable[[], Awaitable[Any]], runs: int) -> float:
+    await work()  # warm-up
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await work()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+async def worst_lag_ms(work: Callable[[], Awaitable[Any]]) -> float:
+    """Run ``work`` beside a 5 ms ticker; return the worst lateness in ms."""
+    lags: list[float] = []
+    done = anyio.Event()
+
+    async def ticker() -> None:
+        while not done.is_set():
+            before = time.perf_counter()
+            await anyio.sleep(TICK_S)
+            lags.append((time.perf_counter() - before - TICK_S) * 1000)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(ticker)
+        await anyio.sleep(0.05)
+        await work()
+        done.set()
+    return max(lags)
+
+
+async def speed(service: ImageService, runs: int) -> None:
+    print(f"== edit_image vs generate_image at {SIDE}² (placeholder, median)")
+    stored = await service.ingest(data=photo_data_uri(SIDE))
+    image_id = stored.record.id
+    request = GenerationRequest(prompt="a lighthouse", width=SIDE, height=SIDE, seed=1)
+
+    async def generate() -> None:
+        await service.generate(request)
+
+    async def edit() -> None:
+        await service.edit(image_id, "a lighthouse at night", seed=1)
+
+    async def load() -> None:
+        await service.editor.reader.read(image_id, "image")
+
+    raw = await service.editor.reader.read(image_id, "image")
+    capabilities = service.backends["placeholder"].capabilities
+
+    async def prepare() -> None:
+        await anyio.to_thread.run_sync(
+            service.editor._prepare, raw, None, None, None, capabilities
+        )
+
+    async def decode() -> None:
+        await anyio.to_thread.run_sync(open_image, raw.data)
+
+    decoded = open_image(raw.data)
+
+    async def encode() -> None:
+        await anyio.to_thread.run_sync(encode_png, decoded)
+
+    gen_ms = await median_ms(generate, runs)
+    edit_ms = await median_ms(edit, runs)
+    figures = {
+        "input load (storage)": await median_ms(load, runs),
+        "input check + sizing (PNG passed on as is)": await median_ms(prepare, runs),
+        "backend: input decode": await median_ms(decode, runs),
+        "backend: photo-like output PNG encode": await median_ms(encode, runs),
+    }
+    print(
+        f"  generate {gen_ms:7.1f} ms | edit {edit_ms:7.1f} ms | "
+        f"ratio {edit_ms / gen_ms:.2f}"
+    )
+    for name, ms in figures.items():
+        print(f"  of the edit: {name:45} {ms:7.1f} ms")
+
+
+async def loop_lag(service: ImageService, rounds: int) -> None:
+    print(f"== event-loop lag, {CONCURRENT} x {BIG}² edits at once (goal < 20 ms)")
+    ids = [
+        (await service.ingest(data=photo_data_uri(BIG, seed))).record.id
+        for seed in range(CONCURRENT)
+    ]
+
+    async def idle() -> None:
+        await anyio.sleep(1.0)
+
+    async def edits() -> None:
+        async with anyio.create_task_group() as group:
+            for seed, image_id in enumerate(ids):
+                group.start_soon(_edit, service, image_id, seed)
+
+    async def generations() -> None:
+        async with anyio.create_task_group() as group:
+            for seed in range(CONCURRENT):
+                group.start_soon(_generate, service, seed)
+
+    results: dict[str, list[float]] = {"idle": [], "generations": [], "edits": []}
+    for _ in range(rounds):
+        results["idle"].append(await worst_lag_ms(idle))
+        results["generations"].append(await worst_lag_ms(generations))
+        results["edits"].append(await worst_lag_ms(edits))
+    for name, lags in results.items():
+        print(
+            f"  {name:11}: worst lag median {statistics.median(lags):6.1f} ms, "
+            f"max {max(lags):6.1f} ms over {rounds} rounds"
+        )
+
+
+async def _generate(service: ImageService, seed: int) -> None:
+    request = GenerationRequest(prompt="a lighthouse", width=BIG, height=BIG, seed=seed)
+    await service.generate(request)
+
+
+async def _edit(service: ImageService, image_id: str, seed: int) -> None:
+    await service.edit(image_id, "a lighthouse at night", seed=seed)
+
+
+async def main(runs: int, rounds: int) -> None:
+    configure_logging(LoggingSettings(level="warning"))
+    with tempfile.TemporaryDirectory(prefix="bench-edit-") as directory:
+        settings = settings_from_dict(
+            {
+                "server": {"max_concurrent_generations": CONCURRENT},
+                "storage": {"backend": "file", "file": {"directory": directory}},
+            }
+        )
+        async with build_service(settings) as service:
+            await speed(service, runs)
+            await loop_lag(service, rounds)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=3)
+    arguments = parser.parse_args()
+    anyio.run(main, arguments.runs, arguments.rounds)

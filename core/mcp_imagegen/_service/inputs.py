@@ -1,0 +1,425 @@
+"""Input images for edit_image and ingest_image: where they may come from.
+
+Always accepted: a stored image (its id or ``image://{id}``) and a
+``data:image/...;base64,`` URI. Opt-in, off by default: a local file under
+``inputs.allowed_dirs`` and an http(s) URL whose host is in
+``inputs.allowed_hosts``. A URL is fetched by hand, hop by hop: every redirect
+is checked like the first URL, each host name is resolved once and the
+connection goes to that checked address (a second lookup could be answered
+differently: DNS rebinding), and addresses that are not globally routable
+(loopback, private, link-local such as cloud metadata, reserved) are refused
+unless ``inputs.allow_private_addresses``. Downloads are streamed and stopped at
+``inputs.max_bytes``; the whole fetch is bounded by ``inputs.fetch_timeout``.
+
+Errors name the argument and never echo a URL's credentials or query: they show
+:func:`url_origin`, the URL without either.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit
+
+import anyio
+import httpx
+from PIL import Image
+
+from mcp_imagegen._ids import IMAGE_ID_PATTERN, validate_image_id
+from mcp_imagegen.errors import ValidationError
+from mcp_imagegen.imaging import ImageDecodeError, verify_image
+
+if TYPE_CHECKING:
+    from mcp_imagegen._config import InputsSettings
+    from mcp_imagegen.interfaces import ImageStorage
+
+_IMAGE_ID = re.compile(IMAGE_ID_PATTERN)
+_BUFFER_NAME = re.compile(
+    r":? ?(cannot identify image file )?<_io\.BytesIO object at 0x[0-9a-f]+>"
+)
+#: How much of a download is read at a time.
+_CHUNK = 64 * 1024
+#: The forms an image argument accepts, for error messages.
+ACCEPTED = (
+    "a stored image id, an image://{id} URI, a data:image/...;base64, URI, or "
+    "(when enabled) a local path or an http(s) URL"
+)
+
+
+@dataclass(frozen=True)
+class RawInput:
+    """Image bytes as read from a source, not yet decoded.
+
+    Attributes:
+        data: The bytes.
+        source_image_id: The stored image they are, if any.
+        origin: Where outside bytes came from (``"upload"``, ``"file:/a.png"``,
+            ``"https://host/path"``); ``None`` for a stored image.
+    """
+
+    data: bytes
+    source_image_id: str | None = None
+    origin: str | None = None
+
+
+def url_origin(url: str) -> str:
+    """``scheme://host[:port]/path`` of ``url``: no credentials, query or fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def address_allowed(
+    address: str,
+    networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+) -> bool:
+    """True for a globally routable unicast address, or one in ``networks``.
+
+    An IPv4-mapped IPv6 address is judged as the IPv4 address it holds.
+    """
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if any(ip in network for network in networks):
+        return True
+    return ip.is_global and not ip.is_multicast
+
+
+def host_allowed(host: str, allowed: list[str]) -> bool:
+    """True when ``host`` is listed, or under a listed ``*.domain``."""
+    host = host.lower().rstrip(".")
+    for entry in allowed:
+        entry = entry.lower().rstrip(".")
+        if entry.startswith("*."):
+            if host.endswith(entry[1:]) and host != entry[2:]:
+                return True
+        elif host == entry:
+            return True
+    return False
+
+
+def verify_input(raw: RawInput, argument: str, max_pixels: int) -> Image.Image:
+    """Prove ``raw`` a whole image; return it opened (in a worker thread: CPU work).
+
+    A common PNG is proven whole without building its pixels
+    (:func:`~mcp_imagegen.imaging.verify_image`), which then decode on first
+    access; anything else is decoded fully here.
+
+    Raises:
+        ValidationError: naming ``argument`` when the bytes are not a whole,
+            readable image, or it has more than ``max_pixels`` pixels.
+    """
+    try:
+        return verify_image(raw.data, max_pixels=max_pixels)
+    except ImageDecodeError as exc:
+        raise decode_error(exc, argument, max_pixels) from None
+
+
+def decode_error(exc: Exception, argument: str, max_pixels: int) -> ValidationError:
+    """The error for bytes that do not decode: what was wrong and what is accepted."""
+    # Pillow names its in-memory file ("<_io.BytesIO object at 0x...>"): noise.
+    problem = _BUFFER_NAME.sub("", str(exc)).rstrip(" :.")
+    return ValidationError(
+        f"{argument}: {problem}. Give a PNG, JPEG, WebP or GIF image "
+        f"(at most {max_pixels} pixels, inputs.max_pixels)."
+    )
+
+
+class InputReader:
+    """Reads input images from the sources ``[inputs]`` allows.
+
+    Args:
+        settings: The ``[inputs]`` section.
+        storage: Where stored images are loaded from.
+    """
+
+    def __init__(self, settings: InputsSettings, storage: ImageStorage) -> None:
+        self.settings = settings
+        self.storage = storage
+
+    async def read(self, value: str, argument: str) -> RawInput:
+        """Read an image argument of any accepted form (see :data:`ACCEPTED`).
+
+        Raises:
+            ValidationError: naming ``argument``, for a form not accepted, a
+                source not allowed, or bytes over ``inputs.max_bytes``.
+            ImageNotFoundError: for a stored image that does not exist.
+        """
+        text = value.strip()
+        lowered = text[:10].lower()
+        if lowered.startswith("data:"):
+            return self.read_data(text, argument)
+        if lowered.startswith("image://"):
+            return await self._read_stored(text[len("image://") :], argument)
+        if lowered.startswith(("http://", "https://")):
+            return await self.fetch_url(text, argument)
+        if lowered.startswith(("file://", "/", "~")):
+            return await self.read_path(text, argument)
+        if _IMAGE_ID.match(text):
+            return await self._read_stored(text, argument)
+        raise ValidationError(f"{argument}: not an image reference; give {ACCEPTED}.")
+
+    async def _read_stored(self, image_id: str, argument: str) -> RawInput:
+        try:
+            checked = validate_image_id(image_id)
+        except ValidationError as exc:
+            raise ValidationError(f"{argument}: {exc}") from None
+        stored = await self.storage.load(checked)
+        return RawInput(stored.data, source_image_id=checked)
+
+    # -- data URIs ---------------------------------------------------------------
+
+    def read_data(self, value: str, argument: str) -> RawInput:
+        """Decode a ``data:image/...;base64,`` URI (or bare base64) to bytes.
+
+        Raises:
+            ValidationError: for another kind of data URI, invalid base64 or
+                more than ``inputs.max_bytes`` bytes.
+        """
+        payload = value
+        if value[:5].lower() == "data:":
+            header, comma, payload = value.partition(",")
+            media = header[5:].lower()
+            if not comma or not media.startswith("image/") or ";base64" not in media:
+                raise ValidationError(
+                    f"{argument}: a data URI must look like "
+                    "data:image/png;base64,<base64 data>."
+                )
+        payload = "".join(payload.split())
+        limit = self.settings.max_bytes
+        size = len(payload) * 3 // 4
+        if size > limit:
+            raise ValidationError(
+                f"{argument}: the data holds about {size} bytes, more than "
+                f"inputs.max_bytes = {limit}. Send a smaller image."
+            )
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationError(
+                f"{argument}: the data is not valid base64."
+            ) from None
+        return RawInput(data, origin="upload")
+
+    # -- local files ---------------------------------------------------------------
+
+    async def read_path(self, value: str, argument: str) -> RawInput:
+        """Read a file under one of ``inputs.allowed_dirs``.
+
+        The path is resolved (symlinks, ``..``) before it is checked, so neither
+        can lead out of an allowed directory.
+
+        Raises:
+            ValidationError: when paths are off, the path is outside every
+                allowed directory, not a file, or larger than ``inputs.max_bytes``.
+        """
+        if not self.settings.allowed_dirs:
+            raise ValidationError(
+                f"{argument}: reading local files is off; set inputs.allowed_dirs "
+                "to the directories images may be read from, or send the image "
+                "as a data: URI."
+            )
+        return await anyio.to_thread.run_sync(self._read_path, value, argument)
+
+    def _read_path(self, value: str, argument: str) -> RawInput:
+        text = value[len("file://") :] if value.lower().startswith("file://") else value
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            raise ValidationError(f"{argument}: give an absolute path.")
+        # Resolved before the check: neither a symlink nor ".." leads out. Checked
+        # before existence: no telling which files exist outside.
+        resolved = path.resolve()
+        for directory in self.settings.allowed_dirs:
+            base = directory.expanduser().resolve()
+            if resolved.is_relative_to(base):
+                break
+        else:
+            raise ValidationError(
+                f"{argument}: {path} is not under a directory of inputs.allowed_dirs."
+            )
+        origin = f"file:/{resolved.relative_to(base).as_posix()}"
+        return RawInput(self._read_file(resolved, argument), origin=origin)
+
+    def _read_file(self, path: Path, argument: str) -> bytes:
+        limit = self.settings.max_bytes
+        try:
+            if not path.is_file():
+                raise ValidationError(f"{argument}: {path} is not an existing file.")
+            with path.open("rb") as file:
+                data = file.read(limit + 1)  # never more than the cap
+        except OSError as exc:
+            raise ValidationError(
+                f"{argument}: {path} cannot be read ({exc.strerror or exc})."
+            ) from None
+        if len(data) > limit:
+            raise ValidationError(
+                f"{argument}: {path} is larger than inputs.max_bytes = {limit}."
+            )
+        return data
+
+    # -- URLs ------------------------------------------------------------------------
+
+    async def fetch_url(self, url: str, argument: str) -> RawInput:
+        """Download an image from an allowed host (see the module docstring).
+
+        Raises:
+            ValidationError: for a host not allowed, a refused address, a
+                redirect loop, an HTTP error, a download over
+                ``inputs.max_bytes`` or slower than ``inputs.fetch_timeout``.
+        """
+        settings = self.settings
+        self._check_url(url, argument)  # a clear error before any network work
+        seconds = settings.fetch_timeout.total_seconds()
+        try:
+            with anyio.fail_after(seconds):
+                async with httpx.AsyncClient(
+                    follow_redirects=False,
+                    # No proxies from the environment: the checked address must
+                    # be the one connected to.
+                    trust_env=False,
+                    timeout=httpx.Timeout(seconds),
+                ) as client:
+                    return await self._follow(client, url, argument)
+        except TimeoutError:
+            raise ValidationError(
+                f"{argument}: fetching {url_origin(url)} took longer than "
+                f"inputs.fetch_timeout ({seconds:g} s)."
+            ) from None
+        except httpx.HTTPError as exc:
+            # httpx messages may repeat the URL: only the error's type goes out.
+            raise ValidationError(
+                f"{argument}: fetching {url_origin(url)} failed ({type(exc).__name__})."
+            ) from None
+
+    async def _follow(
+        self, client: httpx.AsyncClient, url: str, argument: str
+    ) -> RawInput:
+        current = url
+        for _ in range(self.settings.max_redirects + 1):
+            request = await self._request_for(client, current, argument)
+            response = await client.send(request, stream=True)
+            try:
+                if response.is_redirect:
+                    location = response.headers.get("location")
+                    if not location:
+                        raise ValidationError(
+                            f"{argument}: {url_origin(current)} redirected "
+                            "without a Location."
+                        )
+                    current = urljoin(current, location)
+                    continue
+                if response.status_code != 200:
+                    raise ValidationError(
+                        f"{argument}: {url_origin(current)} answered HTTP "
+                        f"{response.status_code}."
+                    )
+                data = await self._read_body(response, current, argument)
+                return RawInput(data, origin=url_origin(current))
+            finally:
+                await response.aclose()
+        raise ValidationError(
+            f"{argument}: {url_origin(url)} redirected more than "
+            f"inputs.max_redirects = {self.settings.max_redirects} times."
+        )
+
+    def _check_url(self, url: str, argument: str) -> tuple[str, str, int]:
+        """The URL's scheme, host and port, once its scheme and host are allowed."""
+        shown = url_origin(url)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValidationError(
+                f"{argument}: {shown} is not an http(s) URL with a host."
+            )
+        if not self.settings.allowed_hosts:
+            raise ValidationError(
+                f"{argument}: fetching URLs is off; set inputs.allowed_hosts to "
+                "the hosts images may be fetched from, or send the image as a "
+                "data: URI."
+            )
+        if not host_allowed(parts.hostname, self.settings.allowed_hosts):
+            raise ValidationError(
+                f"{argument}: host '{parts.hostname}' of {shown} is not in "
+                "inputs.allowed_hosts."
+            )
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise ValidationError(f"{argument}: {shown} has an invalid port.") from None
+        return parts.scheme, parts.hostname, port
+
+    async def _request_for(
+        self, client: httpx.AsyncClient, url: str, argument: str
+    ) -> httpx.Request:
+        """A request for ``url`` sent to the address its host was checked to have."""
+        scheme, host, port = self._check_url(url, argument)
+        address = await self._resolve(host, port, url, argument)
+        target = httpx.URL(url).copy_with(host=address)
+        extensions = {"sni_hostname": host} if scheme == "https" else {}
+        # Host keeps the name (virtual hosts); TLS checks the certificate
+        # against the name too (sni_hostname), not the address.
+        host_header = host if ":" not in host else f"[{host}]"
+        if urlsplit(url).port:
+            host_header += f":{port}"
+        return client.build_request(
+            "GET",
+            target,
+            headers={"Host": host_header, "Accept": "image/*"},
+            extensions=extensions,
+        )
+
+    async def _resolve(self, host: str, port: int, url: str, argument: str) -> str:
+        """One address of ``host``, every one of them checked."""
+        try:
+            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            raise ValidationError(
+                f"{argument}: the host of {url_origin(url)} cannot be resolved."
+            ) from None
+        addresses = [str(info[4][0]) for info in infos]
+        if not addresses:
+            raise ValidationError(
+                f"{argument}: the host of {url_origin(url)} has no address."
+            )
+        if not self.settings.allow_private_addresses:
+            for address in addresses:
+                if not address_allowed(address, self.settings.allowed_networks):
+                    raise ValidationError(
+                        f"{argument}: {url_origin(url)} resolves to {address}, a "
+                        "loopback, private, link-local or reserved address; such "
+                        "addresses are refused unless inputs.allowed_networks "
+                        "holds it or inputs.allow_private_addresses is set."
+                    )
+        return addresses[0]
+
+    async def _read_body(
+        self, response: httpx.Response, url: str, argument: str
+    ) -> bytes:
+        limit = self.settings.max_bytes
+        too_large = ValidationError(
+            f"{argument}: {url_origin(url)} sends more than "
+            f"inputs.max_bytes = {limit} bytes."
+        )
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise too_large  # stop reading: an endless body ends here
+            chunks.append(chunk)
+        return b"".join(chunks)

@@ -1,0 +1,123 @@
+"""The pieces of image input that need no server: address and host checks, sizes."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from mcp_imagegen._config import LimitsSettings, load_settings
+from mcp_imagegen._service.editing import target_size
+from mcp_imagegen._service.inputs import address_allowed, host_allowed, url_origin
+from mcp_imagegen.errors import ConfigurationError
+from mcp_imagegen.models import Capabilities
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",  # cloud metadata
+        "100.64.0.1",  # shared (carrier-grade NAT)
+        "0.0.0.0",
+        "224.0.0.1",
+        "240.0.0.1",
+        "::1",
+        "fe80::1%eth0",
+        "fd00:ec2::254",  # AWS metadata over IPv6
+        "::ffff:127.0.0.1",  # IPv4-mapped loopback
+        "::ffff:169.254.169.254",
+    ],
+)
+def test_non_public_addresses_are_refused(address: str) -> None:
+    assert not address_allowed(address)
+
+
+@pytest.mark.parametrize("address", ["93.184.215.14", "2606:4700::6810:85e5"])
+def test_public_addresses_are_allowed(address: str) -> None:
+    assert address_allowed(address)
+
+
+def test_allowed_networks_let_private_addresses_through() -> None:
+    networks = [ipaddress.ip_network("10.1.2.0/24")]
+    assert address_allowed("10.1.2.3", networks)
+    assert not address_allowed("10.1.3.3", networks)
+
+
+def test_host_patterns() -> None:
+    allowed = ["images.example.com", "*.cdn.example.org"]
+    assert host_allowed("IMAGES.example.com.", allowed)
+    assert host_allowed("a.cdn.example.org", allowed)
+    assert host_allowed("a.b.cdn.example.org", allowed)
+    assert not host_allowed("cdn.example.org", allowed)
+    assert not host_allowed("evilcdn.example.org", allowed)
+    assert not host_allowed("images.example.com.evil.net", allowed)
+
+
+def test_url_origin_drops_credentials_query_and_fragment() -> None:
+    assert (
+        url_origin("https://user:pa55@Images.example.com:8443/a/b.png?sig=x#frag")
+        == "https://images.example.com:8443/a/b.png"
+    )
+    assert url_origin("http://[::1]:80/x") == "http://[::1]:80/x"
+
+
+LIMITS = LimitsSettings()
+CAPS = Capabilities()
+
+
+@pytest.mark.parametrize(
+    ("source", "width", "height", "expected"),
+    [
+        ((512, 384), None, None, (512, 384)),  # the input's own size
+        ((500, 333), None, None, (496, 336)),  # rounded to multiples of 8
+        ((4000, 3000), None, None, (2048, 1536)),  # scaled into max_side
+        ((30, 20), None, None, (96, 64)),  # scaled up to min_side, shape kept
+        ((4000, 40), None, None, (2048, 64)),  # as close as the limits allow
+        ((1000, 500), 256, None, (256, 128)),  # a lone width keeps the shape
+        ((1000, 500), None, 256, (512, 256)),
+        ((1000, 500), 320, 320, (320, 320)),  # both given: as given
+    ],
+)
+def test_target_size(
+    source: tuple[int, int],
+    width: int | None,
+    height: int | None,
+    expected: tuple[int, int],
+) -> None:
+    assert target_size(source, width, height, CAPS, LIMITS) == expected
+
+
+def test_target_size_keeps_within_the_pixel_limit() -> None:
+    limits = LimitsSettings(max_pixels=1024 * 1024)
+    width, height = target_size((3000, 1999), None, None, CAPS, limits)
+    assert width * height <= 1024 * 1024
+    assert width % 8 == 0 and height % 8 == 0
+
+
+def test_inputs_from_the_environment(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MCP_IMAGEGEN_INPUTS__ALLOWED_DIRS", "/srv/a,/srv/b")
+    monkeypatch.setenv("MCP_IMAGEGEN_INPUTS__ALLOWED_HOSTS", "*.example.com")
+    monkeypatch.setenv("MCP_IMAGEGEN_INPUTS__ALLOWED_NETWORKS", "10.1.2.0/24")
+
+    inputs = load_settings().inputs
+
+    assert inputs.allowed_dirs == [Path("/srv/a"), Path("/srv/b")]
+    assert inputs.allowed_hosts == ["*.example.com"]
+    assert inputs.allowed_networks == [ipaddress.ip_network("10.1.2.0/24")]
+    assert inputs.allow_private_addresses is False
+
+
+def test_a_bad_network_names_the_key(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MCP_IMAGEGEN_INPUTS__ALLOWED_NETWORKS", "10.1.2.0/33")
+
+    with pytest.raises(ConfigurationError, match=r"inputs\.allowed_networks"):
+        load_settings()
