@@ -12,6 +12,7 @@ from mcp_imagegen._config import LoggingSettings, Settings
 from mcp_imagegen._logs import configure_logging
 from mcp_imagegen._mcp import ImageGenServer
 from mcp_imagegen._plugins import PluginManager
+from tests.conftest import deep_merge
 
 #: A KServe backend with a token (nothing listens there): nothing may show it.
 SECRET = "s3cr3t-pa55"
@@ -40,7 +41,7 @@ def make_server(
 
     def make(data: dict[str, Any] | None = None) -> ImageGenServer:
         base: dict[str, Any] = {"backends": {"leaky": LEAKY_BACKEND}}
-        settings = make_settings({**base, **(data or {})})
+        settings = make_settings(deep_merge(base, data or {}))
         server = create_server(settings, plugin_manager)
         assert isinstance(server, ImageGenServer)
         return server

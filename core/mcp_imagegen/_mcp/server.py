@@ -12,11 +12,11 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import ServerMiddleware
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import ResourceTemplate, SetLevelRequestParams
+from mcp.types import CompleteRequestParams, ResourceTemplate, SetLevelRequestParams
 from pydantic import AnyUrl
 
 from mcp_imagegen import __version__
-from mcp_imagegen._mcp import backends, gallery, generation, resources
+from mcp_imagegen._mcp import backends, completions, gallery, generation, resources
 from mcp_imagegen._mcp.client_logging import ClientLogHub
 from mcp_imagegen._mcp.content import ImageLink
 from mcp_imagegen._mcp.tools import service_of
@@ -122,6 +122,9 @@ def build_mcp_server(
     # add_request_handler is the supported way (as for resources/list).
     server._lowlevel_server.add_request_handler(
         "logging/setLevel", SetLevelRequestParams, client_logs.set_level
+    )
+    server._lowlevel_server.add_request_handler(
+        "completion/complete", CompleteRequestParams, completions.complete
     )
     generation.register(server, service)
     gallery.register(server, service)
