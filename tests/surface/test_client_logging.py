@@ -142,3 +142,20 @@ async def test_events_from_a_worker_thread_arrive_too(
             for _ in range(3):
                 await client.call_tool("generate_image", {"prompt": "a lighthouse"})
     assert events(received).count("image_generated") == 3
+
+
+async def test_server_wide_events_go_to_connections_that_set_a_level(
+    make_server: Callable[..., ImageGenServer],
+) -> None:
+    # Retention runs in the background, outside any request: its events go
+    # to the connection that asked, on its standalone channel.
+    received, on_log = collector()
+    server = make_server({"storage": {"max_age": 1, "cleanup_interval": 1}})
+    async with mcp.Client(server, mode="legacy", logging_callback=on_log) as client:
+        await client.set_logging_level("info")
+        await client.call_tool("generate_image", {"prompt": "short-lived"})
+        for _ in range(300):  # retention runs every second; 30 s at most
+            if "images_expired" in events(received):
+                break
+            await anyio.sleep(0.1)
+    assert "images_expired" in events(received)
