@@ -19,9 +19,10 @@ connection's ``logging/setLevel`` (no notifications before it); under
 ``_meta["io.modelcontextprotocol/logLevel"]``, as the SDK reads it.
 
 The processor is synchronous and may run in worker threads; it only queues.
-A task per request (and one for the hub) sends, so logging never waits for
-the network, and a slow client loses events past a bounded buffer rather than
-slowing the server.
+A task per request (and a task per server-wide event) sends, so logging never
+waits for the network, and a slow client loses events past a bounded buffer
+rather than slowing the server. Events of work a request leaves running after
+its answer (``image_stored`` listeners) are dropped: their request is over.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ from mcp_imagegen._logs import client_log_sink
 LEVELS: Final[tuple[LoggingLevel, ...]] = get_args(LoggingLevel)
 #: The ``logger`` field of every notification.
 LOGGER_NAME: Final = "mcp_imagegen"
-#: Events queued per request (or for the hub) before new ones are dropped.
+#: Events queued per request (or sends in flight for the hub) before new ones
+#: are dropped.
 BUFFER_SIZE: Final = 256
 
 _Item = tuple[LoggingLevel, dict[str, Any]]
