@@ -13,7 +13,12 @@ from mcp.types import LoggingMessageNotificationParams
 from mcp_imagegen._mcp import ImageGenServer
 from tests.surface.conftest import SECRET
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("debug_logging")]
+# The legacy logging/setLevel is exercised on purpose (the SDK warns).
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.usefixtures("debug_logging"),
+    pytest.mark.filterwarnings("ignore:The logging capability is deprecated"),
+]
 
 Received = list[LoggingMessageNotificationParams]
 

@@ -15,7 +15,12 @@ from mcp.types import LoggingMessageNotificationParams
 from tests.conftest import MCP_IMAGEGEN_BIN
 from tests.http.conftest import HttpServer, StartServer, start_server  # noqa: F401
 
-pytestmark = pytest.mark.anyio
+# The legacy logging/setLevel is what these tests exercise: the SDK's client
+# warns that 2026-07-28 deprecates it.
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.filterwarnings("ignore:The logging capability is deprecated"),
+]
 
 Received = list[LoggingMessageNotificationParams]
 
