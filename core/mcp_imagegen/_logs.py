@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import sys
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Collection, MutableMapping
+from typing import Any, Protocol
 
 import structlog
 
@@ -27,6 +29,49 @@ def redact_secrets(
     """
     for key, value in list(event_dict.items()):
         event_dict[key] = redact_value(value, key)
+    return event_dict
+
+
+class ClientLogSink(Protocol):
+    """Where events go besides stderr: the MCP layer's client notifications."""
+
+    @property
+    def allowed(self) -> Collection[str]:
+        """The levels wanted (``debug`` ... ``emergency``); others are not offered."""
+
+    def offer(self, level: str, data: dict[str, Any]) -> None:
+        """Take one JSON-safe event; must not block (any thread may call)."""
+
+
+#: The current context's sink: set per request by the MCP layer for clients
+#: that asked for log notifications (``_mcp/client_logging.py``); ``None``
+#: sends nowhere.
+client_log_sink: contextvars.ContextVar[ClientLogSink | None] = contextvars.ContextVar(
+    "mcp_imagegen_client_log_sink", default=None
+)
+_LEVEL_NAMES = {"warn": "warning", "exception": "error", "fatal": "critical"}
+# Tracebacks are internals (paths, code, values): clients get the event only.
+_NOT_FOR_CLIENTS = frozenset({"exc_info", "exception", "stack_info"})
+
+
+def forward_to_clients(
+    _logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: hand the (redacted) event to the context's sink.
+
+    Runs after :func:`redact_secrets`, so clients see what stderr shows; the
+    event goes on unchanged to the stderr renderer.
+    """
+    sink = client_log_sink.get()
+    if sink is None:
+        return event_dict
+    level = str(event_dict.get("level", method)).lower()
+    level = _LEVEL_NAMES.get(level, level)
+    if level not in sink.allowed:
+        return event_dict
+    data = {k: v for k, v in event_dict.items() if k not in _NOT_FOR_CLIENTS}
+    # JSON-safe here, in the logging thread, so the sender holds no live objects.
+    sink.offer(level, json.loads(json.dumps(data, default=str)))
     return event_dict
 
 
@@ -56,7 +101,12 @@ def configure_logging(settings: LoggingSettings | None = None) -> None:
         redact_secrets,
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[
+            *shared,
+            forward_to_clients,  # our own events only, not library records
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,

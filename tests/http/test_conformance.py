@@ -73,11 +73,6 @@ def test_the_conformance_suite_passes_every_scenario_that_applies(
     assert server.process.poll() is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the server declares no logging capability yet: logging/setLevel "
-    "answers -32601 Method not found",
-)
 def test_the_conformance_suite_sets_the_logging_level(
     tools: NodeTools, start_server: StartServer, tmp_path: Path
 ) -> None:

@@ -442,9 +442,13 @@ async def test_resources_list_is_paginated_over_stored_images(
             cursor=first.next_cursor, cache_mode="bypass"
         )
 
-    # The first page opens with the static resources (style list, gallery app).
+    # The first page opens with the static resources (backends, styles, app).
     static = [r.uri for r in first.resources if not r.uri.startswith("image://")]
-    assert sorted(static) == ["style://list", "ui://mcp-imagegen/gallery"]
+    assert sorted(static) == [
+        "backend://list",
+        "style://list",
+        "ui://mcp-imagegen/gallery",
+    ]
     images = [r for r in first.resources if r.uri.startswith("image://")]
     uris = [r.uri for r in images + second.resources]
     assert len(images) == 50

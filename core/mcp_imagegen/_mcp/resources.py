@@ -32,7 +32,7 @@ from mcp.types import (
     Resource,
 )
 
-from mcp_imagegen._mcp.content import short
+from mcp_imagegen._mcp.content import BackendList, short
 from mcp_imagegen._mcp.tools import service_of
 from mcp_imagegen._service import ImageService
 from mcp_imagegen.errors import (
@@ -136,8 +136,35 @@ async def image_metadata_resource(
     return contents.content
 
 
+#: The configured backends as JSON, for clients that read rather than call.
+BACKENDS_URI = "backend://list"
+
+
+async def describe_backends(service: ImageService) -> str:
+    """The configured backends: what ``list_backends`` returns, health included."""
+    try:
+        backends = await service.describe_backends()
+    except MCPImageError as exc:
+        raise ResourceError(str(exc)) from None
+    return BackendList(backends=backends).model_dump_json(indent=2)
+
+
 def register(server: ImageGenServer) -> None:
-    """Add the image templates and the paginated ``resources/list`` handler."""
+    """Add the image templates, ``backend://list`` and paginated listing."""
+
+    # The SDK injects no Context into a static resource: the server's own
+    # service (the one its lifespan starts) answers.
+    async def backends_resource() -> str:
+        return await describe_backends(server.service)
+
+    server.resource(
+        BACKENDS_URI,
+        name="backends",
+        title="Backends",
+        description="The configured backends with their capabilities and health "
+        "(JSON, as list_backends returns).",
+        mime_type="application/json",
+    )(backends_resource)
     server.resource(
         IMAGE_TEMPLATE,
         name="image",

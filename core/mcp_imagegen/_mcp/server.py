@@ -13,10 +13,12 @@ from mcp.server.context import ServerMiddleware
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import (
+    CompleteRequestParams,
     GetPromptResult,
     Icon,
     InputRequiredResult,
     ResourceTemplate,
+    SetLevelRequestParams,
     ToolAnnotations,
 )
 from pydantic import AnyUrl
@@ -25,12 +27,14 @@ from mcp_imagegen import __version__
 from mcp_imagegen._mcp import (
     app,
     backends,
+    completions,
     editing,
     gallery,
     generation,
     guidance,
     resources,
 )
+from mcp_imagegen._mcp.client_logging import ClientLogHub
 from mcp_imagegen._mcp.content import ImageLink
 from mcp_imagegen._mcp.tools import service_of
 from mcp_imagegen._service import ImageService
@@ -140,9 +144,12 @@ def build_mcp_server(
     has no URLs of its own (``file://``) to the server's ``/images/{id}``.
     """
 
+    client_logs = ClientLogHub()
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[ImageService]) -> AsyncIterator[ImageService]:
-        async with service:
+        # Broadcasting first: the service's background tasks inherit it.
+        async with client_logs.broadcasting(), service:
             log.info(
                 "server_started",
                 backends=sorted(service.backends),
@@ -161,8 +168,17 @@ def build_mcp_server(
         log_level="WARNING",
         token_verifier=token_verifier,
         auth=auth,
-        middleware=list(middleware) or None,
+        middleware=[*middleware, client_logs],
         extensions=[app.extension(service, built)],
+    )
+    # logging/setLevel (2025-11-25 and older; declares the logging capability).
+    # The SDK's MCPServer has no option for it; the low-level server's public
+    # add_request_handler is the supported way (as for resources/list).
+    server._lowlevel_server.add_request_handler(
+        "logging/setLevel", SetLevelRequestParams, client_logs.set_level
+    )
+    server._lowlevel_server.add_request_handler(
+        "completion/complete", CompleteRequestParams, completions.complete
     )
     built["server"] = server
     generation.register(server, service)
