@@ -23,7 +23,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from mcp_imagegen._app import create_server
 from mcp_imagegen._config import settings_from_dict
-from tests.diffusers.conftest import MODEL
+from tests.diffusers.support import MODEL
 from tests.kserve.support import KServeServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.kserve]
