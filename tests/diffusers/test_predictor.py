@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from mcp_imagegen._app import create_server
 from mcp_imagegen._config import settings_from_dict
-from tests.diffusers.support import MODEL
+from tests.diffusers.support import MODEL, ROOT
 from tests.kserve.support import KServeServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.kserve]
@@ -211,3 +212,15 @@ def test_bad_input_is_a_clear_400_and_the_server_keeps_serving(
     assert refused.status_code == 400, refused.text
     assert expected in refused.json()["error"]
     assert predicted_image(after).size == (32, 32)
+
+
+def test_the_readme_text_to_image_example_runs(predictor_server: KServeServer) -> None:
+    readme = (ROOT / "examples" / "kserve-predictor" / "README.md").read_text()
+    example = readme.split("Text-to-image:\n\n```json\n", 1)[1].split("```", 1)[0]
+    body = json.loads(example)
+
+    response = httpx.post(
+        f"{predictor_server.url}/v1/models/{MODEL}:predict", json=body, timeout=120
+    )
+
+    assert predicted_image(response).size == (512, 512)
