@@ -147,10 +147,16 @@ class DiffusersModel(kserve.Model):
             strength = None if strength is None else float(strength)
         except (TypeError, ValueError) as exc:
             raise InvalidInput(f"bad generation argument: {exc}") from None
+        # An input image sets the default size: say so when that size is refused.
+        got = f"got {width}x{height}" + (
+            " (the input image's size: give width and height)"
+            if image is not None and (width, height) == image.size
+            else ""
+        )
         if not (8 <= width <= MAX_SIDE and 8 <= height <= MAX_SIDE):
-            raise InvalidInput(f"width and height must be 8 to {MAX_SIDE}")
+            raise InvalidInput(f"width and height must be 8 to {MAX_SIDE}, {got}")
         if width % 8 or height % 8:
-            raise InvalidInput("width and height must be multiples of 8")
+            raise InvalidInput(f"width and height must be multiples of 8, {got}")
         if steps is not None and not 1 <= steps <= MAX_STEPS:
             raise InvalidInput(f"num_inference_steps must be 1 to {MAX_STEPS}")
         kwargs: dict[str, Any] = {"prompt": prompt, "seed": seed}

@@ -190,6 +190,10 @@ def test_inpainting_repaints_white_and_keeps_black_regions(
             {"image": png(Image.new("RGB", (4096, 4096)))},
             "'image' is 4096x4096: at most",
         ),
+        (
+            {"image": png(Image.new("RGB", (100, 60)))},
+            "multiples of 8, got 100x60 (the input image's size",
+        ),
     ],
     ids=[
         "bad-base64",
@@ -201,6 +205,7 @@ def test_inpainting_repaints_white_and_keeps_black_regions(
         "strength-negative",
         "no-step-left",
         "too-many-pixels",
+        "input-size-not-multiple-of-8",
     ],
 )
 def test_bad_input_is_a_clear_400_and_the_server_keeps_serving(
