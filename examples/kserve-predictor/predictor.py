@@ -43,6 +43,7 @@ import binascii
 import inspect
 import io
 import logging
+import sys
 from typing import Any
 
 import kserve
@@ -57,6 +58,10 @@ MAX_STEPS = 150
 MAX_INPUT_PIXELS = MAX_SIDE * MAX_SIDE
 #: Largest base64 text accepted for ``image`` / ``mask_image``.
 MAX_INPUT_B64 = 64 * 1024 * 1024
+
+
+class ModelUnavailable(RuntimeError):
+    """The model cannot be loaded (offline and not on disk)."""
 
 
 class DiffusersModel(kserve.Model):
@@ -84,9 +89,22 @@ class DiffusersModel(kserve.Model):
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.float16 if device == "cuda" else torch.float32
         log.info("loading %s on %s", self.model_id, device)
-        self.pipeline = AutoPipelineForText2Image.from_pretrained(
-            self.model_id, dtype=dtype
-        ).to(device)
+        try:
+            self.pipeline = AutoPipelineForText2Image.from_pretrained(
+                self.model_id, dtype=dtype
+            ).to(device)
+        except OSError as exc:
+            from huggingface_hub import constants
+
+            if not constants.HF_HUB_OFFLINE:
+                raise
+            # diffusers only says a file is missing: name the real cause.
+            raise ModelUnavailable(
+                f"cannot load {self.model_id!r} with HF_HUB_OFFLINE=1: it is neither "
+                "a local pipeline directory nor in the Hugging Face cache "
+                f"(HF_HOME={constants.HF_HOME}); download it first or pass a "
+                f"directory as --model_id ({exc})"
+            ) from None
         # The same components behind two more pipelines: no second copy of the
         # weights. A model family without one of them still serves the others.
         self.image_pipeline = _from_pipe(AutoPipelineForImage2Image, self.pipeline)
@@ -288,7 +306,10 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cuda, cpu, mps (default: auto)")
     args, _ = parser.parse_known_args()
     model = DiffusersModel(args.model_name, args.model_id, args.device)
-    model.load()
+    try:
+        model.load()
+    except ModelUnavailable as exc:
+        sys.exit(f"diffusers-predictor: {exc}")
     kserve.ModelServer().start([model])
 
 

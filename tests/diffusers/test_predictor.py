@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,14 @@ from PIL import Image, ImageChops, ImageStat
 
 from mcp_imagegen._app import create_server
 from mcp_imagegen._config import settings_from_dict
-from tests.diffusers.support import MODEL, ROOT
-from tests.kserve.support import KServeServer
+from tests.diffusers.support import (
+    MODEL,
+    ROOT,
+    STARTUP_TIMEOUT,
+    VENV_PYTHON,
+    child_env,
+)
+from tests.kserve.support import KServeServer, free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.kserve]
 
@@ -229,3 +236,34 @@ def test_the_readme_text_to_image_example_runs(predictor_server: KServeServer) -
     )
 
     assert predicted_image(response).size == (512, 512)
+
+
+def test_offline_a_hub_model_not_on_disk_stops_the_start_with_a_clear_error(
+    tiny_pipeline: Path, tmp_path: Path
+) -> None:
+    # HF_HUB_OFFLINE=1 (set by child_env) and an empty cache: no download is
+    # attempted, and the error says why nothing could be loaded.
+    result = subprocess.run(
+        [
+            str(VENV_PYTHON),
+            str(ROOT / "tests" / "diffusers" / "serve_loopback.py"),
+            "--model_name",
+            "hub",
+            "--model_id",
+            "stabilityai/sdxl-turbo",
+            "--http_port",
+            str(free_port()),
+            "--enable_grpc",
+            "false",
+        ],
+        cwd=ROOT,
+        env={**child_env(), "HF_HOME": str(tmp_path / "hf")},
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT,
+        check=False,
+    )
+
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "cannot load 'stabilityai/sdxl-turbo' with HF_HUB_OFFLINE=1" in result.stderr
+    assert not (tmp_path / "hf" / "hub").exists()
