@@ -7,6 +7,8 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 EXAMPLE := examples/mcp-imagegen-border
 # Node 22, the MCP conformance suite and the Inspector for the HTTP tests.
 NODE_TOOLS := .cache/node22
+# The torch venv that runs the example diffusers predictor (tests/diffusers).
+DIFFUSERS_VENV := .cache/diffusers-venv
 PROMPT ?= a lighthouse on a cliff at dusk, watercolor
 
 .PHONY: run test lint typecheck pytest bench clean chromium
@@ -42,7 +44,11 @@ $(NODE_TOOLS)/.installed: tests/node/install.sh
 chromium:
 	sh tests/app/install_chromium.sh
 
-pytest: $(VENV)/.installed-test $(NODE_TOOLS)/.installed chromium
+# Rebuilt when the pins change; the stamp is written only after a full install.
+$(DIFFUSERS_VENV)/.installed: tests/diffusers/requirements.txt tests/diffusers/install.sh
+	PYTHON=$(PYTHON) sh tests/diffusers/install.sh $(DIFFUSERS_VENV)
+
+pytest: $(VENV)/.installed-test $(NODE_TOOLS)/.installed $(DIFFUSERS_VENV)/.installed chromium
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
@@ -53,4 +59,4 @@ bench: $(VENV)/.installed-test
 	done
 
 clean:
-	rm -rf $(VENV) $(NODE_TOOLS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(NODE_TOOLS) $(DIFFUSERS_VENV) .cache/tiny-sd .pytest_cache .mypy_cache .ruff_cache
