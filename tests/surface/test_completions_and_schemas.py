@@ -81,8 +81,11 @@ async def test_image_ids_are_capped_at_the_spec_limit(
             [
                 "border",
                 "convert",
+                "crop",
+                "flip",
                 "metadata",
                 "resize",
+                "rotate",
                 "strip_metadata",
                 "watermark",
                 "web",
@@ -90,7 +93,7 @@ async def test_image_ids_are_capped_at_the_spec_limit(
         ),
         ("step", "w", ["watermark", "web"]),
         ("output_format", "j", ["jpeg"]),
-        ("style", "", []),  # no styles configured in this build
+        ("style", "p", ["photo", "pixel-art", "product-shot"]),  # built-in styles
         ("prompt", "a", []),  # free text: nothing to suggest
     ],
 )

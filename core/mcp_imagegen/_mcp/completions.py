@@ -19,12 +19,13 @@ case-insensitively; at most :data:`MAX_VALUES` are returned, ``total`` and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, Final
 
 from mcp.server.context import ServerRequestContext
 from mcp.types import CompleteRequestParams, CompleteResult, Completion
 
+from mcp_imagegen._mcp.guidance import style_names
 from mcp_imagegen._service import ImageService
 from mcp_imagegen.errors import MCPImageError
 from mcp_imagegen.models import OUTPUT_FORMATS
@@ -43,16 +44,6 @@ STEP_ARGUMENTS: Final = frozenset({"postprocess", "step"})
 def _matching(names: Iterable[str], prefix: str) -> list[str]:
     folded = prefix.casefold()
     return [n for n in names if n.casefold().startswith(folded)]
-
-
-def style_names(service: ImageService) -> list[str]:
-    """The configured styles' names; none while the service has no styles."""
-    # Styles arrive in a parallel change; read them by name so this module
-    # needs no edit when they land (a mapping of name to style either way).
-    styles: Any = getattr(service, "styles", None)
-    if styles is None:
-        styles = getattr(service.settings, "styles", None)
-    return sorted(styles) if isinstance(styles, Mapping) else []
 
 
 async def image_ids(service: ImageService, prefix: str) -> tuple[list[str], bool]:
