@@ -66,6 +66,13 @@ class GenerateResult(BaseModel):
     """Result of generate_image and transform_image."""
 
     images: list[ImageInfo]
+    generation_id: str | None = Field(
+        None,
+        description="Set while the generation still runs: pass it to get_generation.",
+    )
+    status: Literal["working"] | None = Field(
+        None, description="'working' while the generation still runs."
+    )
 
 
 class ImageList(BaseModel):
