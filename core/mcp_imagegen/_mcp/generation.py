@@ -161,7 +161,13 @@ def _finished(record: TaskRecord) -> CallToolResult:
         raise ToolError(f"generation {record.task_id} was cancelled; it made no images")
     if record.result is None:
         raise ToolError(f"generation {record.task_id} failed: {record.status_message}")
-    return CallToolResult.model_validate(record.result)
+    result = CallToolResult.model_validate(record.result)
+    if result.is_error:
+        # Raised again, the SDK words it as it words the tool's own errors.
+        raise ToolError(
+            " ".join(c.text for c in result.content if isinstance(c, TextContent))
+        )
+    return result
 
 
 def _continues(record: TaskRecord, tasks: TaskManager) -> CallToolResult:
