@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import mcp
 import pytest
 from mcp.client.extension import ClientExtension, NotificationBinding
@@ -89,10 +90,15 @@ class TaskClient:
         )
 
     async def result(self, task_id: str) -> CallToolResult:
-        return await self.client.session.send_request(
-            GetTaskPayloadRequest(params=GetTaskPayloadRequestParams(task_id=task_id)),
-            CallToolResult,
-        )
+        # tasks/result blocks until the task ends: bounded, so a task that never
+        # ends fails the test instead of hanging it.
+        with anyio.fail_after(60):
+            return await self.client.session.send_request(
+                GetTaskPayloadRequest(
+                    params=GetTaskPayloadRequestParams(task_id=task_id)
+                ),
+                CallToolResult,
+            )
 
     async def cancel(self, task_id: str) -> CancelTaskResult:
         return await self.client.session.send_request(
