@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import mcp
 import pytest
+from mcp import ClientSession
 from mcp.client.extension import ClientExtension, NotificationBinding
 from mcp_types import (
     CallToolRequestParams,
@@ -62,8 +63,8 @@ class StatusWatcher(ClientExtension):
 class TaskClient:
     """A 2025-11-25 requester of tasks over a real MCP client session."""
 
-    def __init__(self, client: mcp.Client) -> None:
-        self.client = client
+    def __init__(self, client: mcp.Client | ClientSession) -> None:
+        self.session = client.session if isinstance(client, mcp.Client) else client
 
     async def call_as_task(
         self, name: str, arguments: dict[str, Any], ttl: int | None = None
@@ -79,12 +80,12 @@ class TaskClient:
         ).model_dump(by_alias=True, mode="json", exclude_none=True)
         if ttl is None:
             params["task"] = {}
-        dispatcher = self.client.session._dispatcher
+        dispatcher = self.session._dispatcher
         raw = await dispatcher.send_raw_request("tools/call", params, {})
         return CreateTaskResult.model_validate(raw)
 
     async def get(self, task_id: str) -> GetTaskResult:
-        return await self.client.session.send_request(
+        return await self.session.send_request(
             GetTaskRequest(params=GetTaskRequestParams(task_id=task_id)),
             GetTaskResult,
         )
@@ -93,7 +94,7 @@ class TaskClient:
         # tasks/result blocks until the task ends: bounded, so a task that never
         # ends fails the test instead of hanging it.
         with anyio.fail_after(60):
-            return await self.client.session.send_request(
+            return await self.session.send_request(
                 GetTaskPayloadRequest(
                     params=GetTaskPayloadRequestParams(task_id=task_id)
                 ),
@@ -101,15 +102,13 @@ class TaskClient:
             )
 
     async def cancel(self, task_id: str) -> CancelTaskResult:
-        return await self.client.session.send_request(
+        return await self.session.send_request(
             CancelTaskRequest(params=CancelTaskRequestParams(task_id=task_id)),
             CancelTaskResult,
         )
 
     async def list(self) -> ListTasksResult:
-        return await self.client.session.send_request(
-            ListTasksRequest(), ListTasksResult
-        )
+        return await self.session.send_request(ListTasksRequest(), ListTasksResult)
 
 
 @pytest.fixture
