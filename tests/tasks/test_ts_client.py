@@ -1,4 +1,8 @@
-"""A real task-aware client: the TypeScript SDK's experimental tasks API, stdio."""
+"""A real task-aware client: the TypeScript SDK's experimental tasks API.
+
+Over stdio (the SDK starts the server) and streamable HTTP (stateless: each
+request stands alone, the task goes on in the server between them).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,40 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import MCP_IMAGEGEN_BIN
+from tests.http.conftest import StartServer, start_server  # noqa: F401
 from tests.node.tools import node_tools
 from tests.tasks.test_protocol import VOLATILE
 
 SCRIPT = Path(__file__).with_name("ts_client.mjs")
 
 
+@pytest.fixture(params=["stdio", "http"])
+def server_url(
+    request: pytest.FixtureRequest,
+    start_server: StartServer,  # noqa: F811
+    tmp_path: Path,
+) -> str | None:
+    """``None`` for stdio; else the URL of a server over streamable HTTP."""
+    if request.param == "stdio":
+        return None
+    server = start_server(
+        config={
+            "storage.file": {"directory": str(tmp_path / "images")},
+            "backends.placeholder": {"delay_ms": 100},
+        }
+    )
+    return server.url
+
+
 def _run(
-    mode: str, steps: int, subprocess_env: dict[str, str], tmp_path: Path
+    mode: str,
+    steps: int,
+    subprocess_env: dict[str, str],
+    tmp_path: Path,
+    server_url: str | None,
 ) -> list[dict[str, Any]]:
     tools = node_tools()
     server_env = {
@@ -23,6 +52,7 @@ def _run(
         "MCP_IMAGEGEN_STORAGE__FILE__DIRECTORY": str(tmp_path / "images"),
         "MCP_IMAGEGEN_BACKENDS__PLACEHOLDER__DELAY_MS": "100",
     }
+    where = {"SERVER_URL": server_url} if server_url else {}
     arguments = {"prompt": "a lighthouse", "width": 64, "height": 64, "seed": 7}
     with (tmp_path / "node.log").open("w") as errlog:
         done = subprocess.run(
@@ -33,6 +63,7 @@ def _run(
                 "SERVER_COMMAND": str(MCP_IMAGEGEN_BIN),
                 "SERVER_ENV": json.dumps(server_env),
                 "TOOL_ARGUMENTS": json.dumps({**arguments, "steps": steps}),
+                **where,
             },
             stdout=subprocess.PIPE,
             stderr=errlog,
@@ -52,9 +83,9 @@ def _images(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_the_typescript_sdk_streams_a_task_to_the_synchronous_result(
-    subprocess_env: dict[str, str], tmp_path: Path
+    subprocess_env: dict[str, str], tmp_path: Path, server_url: str | None
 ) -> None:
-    events = _run("stream", 12, subprocess_env, tmp_path)
+    events = _run("stream", 12, subprocess_env, tmp_path, server_url)
     by_type: dict[str, list[dict[str, Any]]] = {}
     for event in events:
         by_type.setdefault(event["event"], []).append(event)
@@ -84,9 +115,10 @@ def test_the_typescript_sdk_streams_a_task_to_the_synchronous_result(
 
 
 def test_the_typescript_sdk_cancels_a_task_mid_way_and_nothing_is_stored(
-    subprocess_env: dict[str, str], tmp_path: Path
+    subprocess_env: dict[str, str], tmp_path: Path, server_url: str | None
 ) -> None:
-    events = {e["event"]: e for e in _run("cancel", 50, subprocess_env, tmp_path)}
+    run = _run("cancel", 50, subprocess_env, tmp_path, server_url)
+    events = {e["event"]: e for e in run}
 
     task_id = events["taskCreated"]["task"]["taskId"]
     assert events["cancelled"]["task"]["status"] == "cancelled"

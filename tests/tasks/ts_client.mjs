@@ -1,9 +1,10 @@
 // A real task-aware MCP client: the TypeScript SDK's experimental tasks API
-// (protocol revision 2025-11-25) against our server over stdio.
+// (protocol revision 2025-11-25) against our server over stdio or HTTP.
 //
 // Usage: node ts_client.mjs <mode> ; environment:
 //   MCP_SDK_DIR      the installed @modelcontextprotocol/sdk package folder
 //   SERVER_COMMAND   the server's command; SERVER_ENV a JSON object of its env
+//   SERVER_URL       instead: the streamable HTTP endpoint of a running server
 //   TOOL_ARGUMENTS   JSON arguments of generate_image
 // Modes: "stream" (callToolStream to the end, then the same call without a
 // task) and "cancel" (cancelTask once the task reports a step).
@@ -14,18 +15,21 @@ const sdk = process.env.MCP_SDK_DIR;
 const load = (path) => import(pathToFileURL(`${sdk}/dist/esm/${path}`).href);
 const { Client } = await load("client/index.js");
 const { StdioClientTransport } = await load("client/stdio.js");
+const { StreamableHTTPClientTransport } = await load("client/streamableHttp.js");
 const { CallToolResultSchema } = await load("types.js");
 
 const mode = process.argv[2];
 const args = JSON.parse(process.env.TOOL_ARGUMENTS);
 const say = (event, data) => console.log(JSON.stringify({ event, ...data }));
 
-const transport = new StdioClientTransport({
-  command: process.env.SERVER_COMMAND,
-  args: ["serve"],
-  env: JSON.parse(process.env.SERVER_ENV),
-  stderr: "inherit",
-});
+const transport = process.env.SERVER_URL
+  ? new StreamableHTTPClientTransport(new URL(process.env.SERVER_URL))
+  : new StdioClientTransport({
+      command: process.env.SERVER_COMMAND,
+      args: ["serve"],
+      env: JSON.parse(process.env.SERVER_ENV),
+      stderr: "inherit",
+    });
 const client = new Client({ name: "ts-tasks-test", version: "1.0.0" });
 await client.connect(transport);
 say("connected", {
