@@ -10,6 +10,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import TextContent
 from mcp_types.jsonrpc import INVALID_PARAMS
 
+from tests.http.conftest import StartServer, start_server  # noqa: F401
 from tests.http_auth.conftest import Running, mcp_session, serve  # noqa: F401
 from tests.tasks.conftest import SMALL, TaskClient
 
@@ -52,3 +53,31 @@ async def test_a_task_is_visible_only_to_the_principal_that_created_it(
     assert result.is_error is not True
     assert [t.task_id for t in ann_list.tasks] == [task_id]
     assert ann_generation.structured_content == result.structured_content
+
+
+async def test_a_client_that_disconnects_gets_the_result_after_reconnecting(
+    start_server: StartServer,  # noqa: F811
+) -> None:
+    # A stateful session, closed while its task runs: the task is the server's.
+    server = start_server(
+        config={
+            "server.http": {"stateless": False},
+            "backends.placeholder": {"delay_ms": 100},
+        }
+    )
+    async with server.session() as first:
+        tasks = TaskClient(first)
+        created = await tasks.call_as_task(
+            "generate_image", {**SMALL, "steps": 20}, ttl=60_000
+        )
+        before = await tasks.get(created.task.task_id)
+    async with server.session() as second:
+        tasks = TaskClient(second)
+        result = await tasks.result(created.task.task_id)
+        task = await tasks.get(created.task.task_id)
+
+    assert before.status == "working"
+    assert task.status == "completed"
+    assert result.is_error is not True
+    assert result.structured_content is not None
+    assert len(result.structured_content["images"]) == 1

@@ -265,7 +265,10 @@ class TaskManager:
         Cancelling the caller while it waits cancels the task too: the caller
         (a synchronous tool call) still owned it.
         """
-        job = self._jobs[task_id]
+        job = self._jobs.get(task_id)
+        if job is None:
+            # Already finished (and forgotten by this process): its record says.
+            return await self.store.get(task_id)
         try:
             with anyio.move_on_after(seconds):
                 await job.done.wait()
