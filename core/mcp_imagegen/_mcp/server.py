@@ -113,6 +113,7 @@ def build_mcp_server(
                 "server_started",
                 backends=sorted(service.backends),
                 storage=service.storage.name,
+                task_store=type(tasks.store).__name__,
             )
             yield service
 

@@ -136,7 +136,6 @@ class TaskManager:
         group = anyio.create_task_group()
         await group.__aenter__()
         self._group = group
-        log.info("tasks_started", store=type(self.store).__name__)
         return self
 
     async def __aexit__(
