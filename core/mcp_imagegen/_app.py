@@ -182,7 +182,7 @@ def create_server(
         # Metrics outermost: calls refused for their scope count as errors too.
         middleware = [metrics.middleware(is_tool), *scopes]
         server = build_mcp_server(
-            service, verifier, auth, middleware, _image_link(settings)
+            service, verifier, auth, middleware, _image_link(settings), http=True
         )
     plugins.register_tools(server, service)
     return server

@@ -201,6 +201,37 @@ class ServerAuthSettings(_Section):
         return self
 
 
+class TaskSettings(_Section):
+    """``[server.tasks]``: MCP tasks and the no-tasks fallback (docs/tasks.md)."""
+
+    #: Where task records live: "auto" (the image storage's task store over HTTP
+    #: when it has one, else memory), "memory" or "storage".
+    store: Literal["auto", "memory", "storage"] = "auto"
+    #: How long a task record is kept after creation; a client's requested ttl is
+    #: clamped to this.
+    ttl: timedelta = Field(
+        timedelta(hours=1), ge=timedelta(seconds=10), le=timedelta(days=7)
+    )
+    #: Longest generate_image waits before answering "continues as <id>" to a
+    #: client that did not ask for a task.
+    sync_wait: timedelta = Field(
+        timedelta(seconds=45), ge=timedelta(0), le=timedelta(minutes=10)
+    )
+    #: Tasks running at the same time on this server; more wait in a queue.
+    max_running: int = Field(8, ge=1, le=1024)
+    #: Tasks allowed to wait; more are refused at once.
+    max_queued: int = Field(200, ge=0, le=100_000)
+    #: Polling interval suggested to clients (and used for other replicas' tasks).
+    poll_interval: timedelta = Field(
+        timedelta(seconds=1), ge=timedelta(milliseconds=100), le=timedelta(minutes=1)
+    )
+    #: How often a running task's record is refreshed (and cancellation checked);
+    #: a working task not refreshed for 3 intervals is reported failed.
+    heartbeat_interval: timedelta = Field(
+        timedelta(seconds=5), ge=timedelta(milliseconds=200), le=timedelta(minutes=5)
+    )
+
+
 class ServerSettings(_Section):
     """``[server]``: the MCP server itself."""
 
@@ -221,6 +252,8 @@ class ServerSettings(_Section):
     #: Longest a request waits for a slot before it is refused as busy.
     queue_timeout: timedelta = timedelta(seconds=60)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    #: ``[server.tasks]``: MCP tasks and long generations.
+    tasks: TaskSettings = Field(default_factory=TaskSettings)
 
 
 class LimitsSettings(_Section):

@@ -46,6 +46,21 @@ class NodeTools:
         """The MCP Inspector launcher (``mcp-inspector --cli ...``)."""
         return self.prefix / "node_modules" / ".bin" / "mcp-inspector"
 
+    @property
+    def node(self) -> Path:
+        """The Node 22 binary."""
+        return self.node_bin / "node"
+
+    @property
+    def node_modules(self) -> Path:
+        """Where the packages are (``NODE_PATH`` for scripts outside the prefix)."""
+        return self.prefix / "node_modules"
+
+    @property
+    def mcp_sdk(self) -> Path:
+        """The TypeScript MCP SDK package (its task-aware client)."""
+        return self.node_modules / "@modelcontextprotocol" / "sdk"
+
     def env(self, home: Path) -> dict[str, str]:
         """A child environment: Node 22 first on PATH, HOME in the test's folder.
 
@@ -63,7 +78,10 @@ def node_tools() -> NodeTools:
     Skips the calling test only when ``npm`` itself is not installed.
     """
     tools = NodeTools(PREFIX)
-    if not (PREFIX / ".installed").exists():
+    tools_present = [tools.conformance, tools.inspector, tools.mcp_sdk]
+    if not (PREFIX / ".installed").exists() or not all(
+        p.exists() for p in tools_present
+    ):
         if shutil.which("npm") is None:
             pytest.skip("npm is not installed: cannot install Node 22 and MCP tools")
         subprocess.run(
@@ -72,7 +90,7 @@ def node_tools() -> NodeTools:
             check=True,
             timeout=INSTALL_TIMEOUT,
         )
-    missing = [p for p in (tools.conformance, tools.inspector) if not p.exists()]
+    missing = [p for p in tools_present if not p.exists()]
     assert not missing, f"{INSTALL} did not install {missing}; remove {PREFIX}"
     return tools
 

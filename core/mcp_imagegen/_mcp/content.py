@@ -76,6 +76,13 @@ class GenerateResult(BaseModel):
     """Result of generate_image, transform_image, edit_image and ingest_image."""
 
     images: list[ImageInfo]
+    generation_id: str | None = Field(
+        None,
+        description="Set while the generation still runs: pass it to get_generation.",
+    )
+    status: Literal["working"] | None = Field(
+        None, description="'working' while the generation still runs."
+    )
 
 
 class ImageList(BaseModel):

@@ -3,10 +3,12 @@
 # No ``from __future__ import annotations``: the SDK reads these signatures
 # (and their Context parameter) as evaluated objects.
 
-from typing import Annotated
+from contextlib import suppress
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
-from mcp.types import CallToolResult, ToolAnnotations
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 from pydantic.fields import FieldInfo
 
@@ -20,7 +22,13 @@ from mcp_imagegen._mcp.tools import (
     tool_errors,
 )
 from mcp_imagegen._service import ImageService
-from mcp_imagegen.models import StoredImage
+from mcp_imagegen._tasks import TaskManager, TaskNotFoundError
+from mcp_imagegen._tasks.manager import current_task_id, report_status
+from mcp_imagegen._tasks.protocol import principal
+from mcp_imagegen.models import StoredImage, TaskRecord
+
+#: Tools whose calls may run as MCP tasks.
+TASK_TOOLS = ("generate_image", "transform_image")
 
 
 async def generate_image(
@@ -41,17 +49,27 @@ async def generate_image(
     postprocess: list[str] | None = None,
     inline: Inline = "preview",
     style: str | None = None,
+    wait: bool = True,
 ) -> Annotated[CallToolResult, GenerateResult]:
     """Generate images from a text prompt and store them.
 
     Returns each image as a preview, an image:// resource link and its path or URL.
+    A generation that takes long goes on in the background: the result then says
+    so with a generation_id; get_generation(generation_id) returns its images later.
     """
     service = service_of(ctx)
+    detached = False
 
     async def report(
         done: float, total: float | None = None, message: str | None = None
     ) -> None:
-        await ctx.report_progress(done, total, message)
+        if message:
+            report_status(message)
+        if not detached:
+            # The caller may have gone (disconnected, or was answered that the
+            # generation continues): the work goes on regardless.
+            with suppress(Exception):
+                await ctx.report_progress(done, total, message)
 
     with tool_errors("generate_image"):
         styled = service.apply_style(
@@ -76,14 +94,110 @@ async def generate_image(
             guidance_scale=styled.guidance_scale,
             style=styled.style,
         )
-        stored = await service.generate(
-            request,
-            report,
-            backend=styled.backend,
-            postprocess=styled.postprocess,
-            output_format=output_format,
+
+    async def run() -> CallToolResult:
+        with tool_errors("generate_image"):
+            stored = await service.generate(
+                request,
+                report,
+                backend=styled.backend,
+                postprocess=styled.postprocess,
+                output_format=output_format,
+            )
+            return await _result(ctx, stored, inline)
+
+    tasks = _tasks_of(ctx)
+    if tasks is None or current_task_id() is not None:
+        # Already a task's work (a task-augmented call), or no runner.
+        return await run()
+    with tool_errors("generate_image"):
+        record = await tasks.start(
+            "generate_image",
+            lambda: _as_json(run),
+            owner=principal(ctx.request_context),
         )
-        return await _result(ctx, stored, inline)
+    timeout = tasks.settings.sync_wait.total_seconds() if wait else 0.0
+    done = await tasks.wait_local(record.task_id, timeout)
+    if done is not None:
+        return _finished(done)
+    detached = True
+    return _continues(await tasks.get(record.task_id, record.owner), tasks)
+
+
+async def get_generation(
+    generation_id: Annotated[
+        str,
+        Field(description="The generation_id a generate_image result gave."),
+    ],
+    ctx: ToolContext,
+) -> Annotated[CallToolResult, GenerateResult]:
+    """Get a generation that went on in the background.
+
+    While it runs: its status. Once done: exactly what generate_image returns.
+    """
+    tasks = _tasks_of(ctx)
+    if tasks is None:
+        raise ToolError("get_generation: this server runs no background generations")
+    with tool_errors("get_generation"):
+        try:
+            record = await tasks.get(generation_id, principal(ctx.request_context))
+        except TaskNotFoundError:
+            raise ToolError(
+                f"generation_id: no generation {generation_id} (unknown, expired "
+                "after server.tasks.ttl, or not yours)"
+            ) from None
+    if record.status == "working":
+        return _continues(record, tasks)
+    return _finished(record)
+
+
+def _tasks_of(ctx: ToolContext) -> TaskManager | None:
+    # Read by name: ``server`` (which defines ImageGenServer) imports this module.
+    tasks: TaskManager | None = getattr(ctx.mcp_server, "tasks", None)
+    return tasks
+
+
+async def _as_json(run: Any) -> dict[str, Any]:
+    """A tool's result as the JSON a task keeps; a tool error as an error result."""
+    try:
+        result: CallToolResult = await run()
+    except ToolError as exc:
+        result = CallToolResult(
+            content=[TextContent(type="text", text=str(exc))], is_error=True
+        )
+    return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+def _finished(record: TaskRecord) -> CallToolResult:
+    """What the call returned, for a finished generation."""
+    if record.status == "cancelled":
+        raise ToolError(f"generation {record.task_id} was cancelled; it made no images")
+    if record.result is None:
+        raise ToolError(f"generation {record.task_id} failed: {record.status_message}")
+    result = CallToolResult.model_validate(record.result)
+    if result.is_error:
+        # Raised again, the SDK words it as it words the tool's own errors.
+        raise ToolError(
+            " ".join(c.text for c in result.content if isinstance(c, TextContent))
+        )
+    return result
+
+
+def _continues(record: TaskRecord, tasks: TaskManager) -> CallToolResult:
+    """The answer for a generation still running: its id and how to get it."""
+    text = (
+        f"The generation continues in the background as {record.task_id} "
+        f"(status: {record.status_message or record.status}). Call get_generation "
+        f'with generation_id "{record.task_id}" to get its images once done '
+        f"(try again in a few seconds); it is kept for "
+        f"{record.ttl_ms // 1000} s."
+    )
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content=GenerateResult(
+            images=[], generation_id=record.task_id, status="working"
+        ).model_dump(mode="json", exclude_none=True),
+    )
 
 
 async def transform_image(
@@ -115,7 +229,10 @@ async def _result(
     )
     return CallToolResult(
         content=content,
-        structured_content=GenerateResult(images=infos).model_dump(mode="json"),
+        # The two fields of a generation still running stay out of finished ones.
+        structured_content=GenerateResult(images=infos).model_dump(
+            mode="json", exclude={"generation_id", "status"}
+        ),
     )
 
 
@@ -160,6 +277,12 @@ def _generate_fields(service: ImageService) -> dict[str, FieldInfo]:
         ),
         "inline": fields.inline(service),
         "style": fields.style(service),
+        "wait": Field(
+            description="false: return at once with a generation_id for "
+            "get_generation instead of waiting (at most "
+            f"{int(service.settings.server.tasks.sync_wait.total_seconds())} s) "
+            "for the images."
+        ),
     }
 
 
@@ -195,4 +318,15 @@ def register(server: MCPServer[ImageService], service: ImageService) -> None:
             open_world_hint=False,
         ),
         transform,
+    )
+    add_tool(
+        server,
+        get_generation,
+        ToolAnnotations(
+            title="Get generation",
+            read_only_hint=True,
+            destructive_hint=False,
+            idempotent_hint=True,
+            open_world_hint=False,
+        ),
     )

@@ -38,6 +38,8 @@ from mcp_imagegen._mcp.client_logging import ClientLogHub
 from mcp_imagegen._mcp.content import ImageLink
 from mcp_imagegen._mcp.tools import service_of
 from mcp_imagegen._service import ImageService
+from mcp_imagegen._tasks import TaskManager
+from mcp_imagegen._tasks.protocol import TasksMiddleware
 
 log = structlog.get_logger("mcp_imagegen._mcp")
 
@@ -58,13 +60,19 @@ class ImageGenServer(MCPServer[ImageService]):
             through the request's lifespan context.
         image_link: turns an image id into a network link for tool results
             whose storage has none of its own (over HTTP with ``public_url``).
+        tasks: runs MCP tasks and long generations (started by the lifespan).
     """
 
     def __init__(
-        self, service: ImageService, image_link: ImageLink | None = None, **kwargs: Any
+        self,
+        service: ImageService,
+        image_link: ImageLink | None = None,
+        tasks: TaskManager | None = None,
+        **kwargs: Any,
     ) -> None:
         self.service = service
         self.image_link = image_link
+        self.tasks = tasks
         super().__init__(**kwargs)
 
     async def read_resource(
@@ -132,6 +140,8 @@ def build_mcp_server(
     auth: AuthSettings | None = None,
     middleware: Sequence[ServerMiddleware[Any]] = (),
     image_link: ImageLink | None = None,
+    *,
+    http: bool = False,
 ) -> ImageGenServer:
     """Create the MCP server with every tool and resource over ``service``.
 
@@ -142,18 +152,24 @@ def build_mcp_server(
     ``[server.auth]``: a token on every request, a scope per tool and resource.
     ``image_link`` (HTTP with ``public_url``) links results of a storage that
     has no URLs of its own (``file://``) to the server's ``/images/{id}``.
+    ``http`` lets ``server.tasks.store = "auto"`` keep task records on the
+    storage, where every replica finds them.
     """
+    tasks = TaskManager(service.settings.server.tasks, service.storage, http=http)
 
     client_logs = ClientLogHub()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[ImageService]) -> AsyncIterator[ImageService]:
         # Broadcasting first: the service's background tasks inherit it.
-        async with client_logs.broadcasting(), service:
+        async with client_logs.broadcasting(), service, tasks:
+            # Expired task records go with the retention loop's sweeps.
+            service.retention.task_store = tasks.store
             log.info(
                 "server_started",
                 backends=sorted(service.backends),
                 storage=service.storage.name,
+                task_store=type(tasks.store).__name__,
             )
             yield service
 
@@ -161,6 +177,7 @@ def build_mcp_server(
     server = ImageGenServer(
         service,
         image_link,
+        tasks,
         name=service.settings.server.name,
         version=__version__,
         instructions=INSTRUCTIONS,
@@ -168,7 +185,12 @@ def build_mcp_server(
         log_level="WARNING",
         token_verifier=token_verifier,
         auth=auth,
-        middleware=[*middleware, client_logs],
+        # Innermost: a task is created only for a call the others let through.
+        middleware=[
+            *middleware,
+            client_logs,
+            TasksMiddleware(tasks, generation.TASK_TOOLS),
+        ],
         extensions=[app.extension(service, built)],
     )
     # logging/setLevel (2025-11-25 and older; declares the logging capability).

@@ -9,7 +9,7 @@ import anyio
 import structlog
 
 from mcp_imagegen.errors import MCPImageError
-from mcp_imagegen.interfaces import ImageStorage
+from mcp_imagegen.interfaces import ImageStorage, TaskStore
 
 if TYPE_CHECKING:
     from mcp_imagegen._config import StorageSettings
@@ -34,6 +34,8 @@ class Retention:
     def __init__(self, storage: ImageStorage, settings: StorageSettings) -> None:
         self.storage = storage
         self.settings = settings
+        #: MCP task records to expire too (set by the server while it runs).
+        self.task_store: TaskStore | None = None
 
     async def run(self) -> None:
         """Sweep now and every ``storage.cleanup_interval``, until cancelled.
@@ -44,6 +46,7 @@ class Retention:
         while True:
             await self.delete_expired()
             await self.remove_orphans()
+            await self.delete_expired_tasks()
             await anyio.sleep(max(interval, MIN_INTERVAL_S))
 
     async def remove_orphans(self) -> int:
@@ -80,4 +83,18 @@ class Retention:
             return 0
         if deleted:
             log.info("images_expired", count=deleted, cutoff=cutoff.isoformat())
+        return deleted
+
+    async def delete_expired_tasks(self) -> int:
+        """Delete MCP task records past their ttl; return how many."""
+        if self.task_store is None:
+            return 0
+        try:
+            deleted = await self.task_store.delete_expired(datetime.now(UTC))
+        except Exception as exc:
+            # Escaping, it would stop the server (see delete_expired).
+            log.warning("task_expiry_failed", error=f"{type(exc).__name__}: {exc}")
+            return 0
+        if deleted:
+            log.info("tasks_expired", count=deleted)
         return deleted
