@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import mcp
@@ -12,6 +16,7 @@ import pytest
 from mcp.client.extension import ClientExtension
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID, Apps
 from mcp.types import CallToolResult, TextResourceContents
+from PIL import Image
 
 from mcp_imagegen._app import create_server
 from mcp_imagegen._config import Settings
@@ -85,6 +90,19 @@ async def test_gallery_is_listed_and_read_as_an_mcp_app(
     assert {"generate_image", "list_images", "delete_image"} <= set(config["tools"])
     assert config["formats"] == ["png", "jpeg", "webp"]
     assert isinstance(config["steps"], list)
+    # The styles' templates: a regenerate sends the caller's words with the style.
+    assert "{prompt}" in config["styles"]["watercolor"]["prompt"]
+    assert set(config["styles"]) == {
+        "photo",
+        "watercolor",
+        "line-art",
+        "product-shot",
+        "pixel-art",
+        "isometric",
+    }
+    # "Copy prompt" needs the clipboard: asked of the host the ext-apps way.
+    wanted = {"ui": {"permissions": {"clipboardWrite": {}}}}
+    assert listed[GALLERY_URI].meta == wanted and content.meta == wanted
 
 
 async def test_the_served_steps_are_the_loaded_ones(
@@ -150,6 +168,74 @@ async def test_a_client_without_apps_sees_the_same_tools_and_results(
         "resource_link",
         "text",
     ]
+
+
+#: An ISO timestamp (created_at) and the ids the storage hands out.
+STAMP = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+(\+00:00|Z)?")
+
+
+def comparable(results: list[CallToolResult], ids: list[str], root: Path) -> Any:
+    """``results`` as JSON with what differs between two stores named by role.
+
+    Ids become ``ID0``, ``ID1``... in order of creation, the store's folder
+    ``ROOT``, timestamps ``TIME``; a preview becomes its pixels' digest and its
+    text chunks (an edit's embedded recipe names its source id); everything
+    else (texts, links, every structured field) must be equal.
+    """
+    dumped = [
+        r.model_dump(mode="json", by_alias=True, exclude={"meta"}) for r in results
+    ]
+    for result in dumped:
+        for block in result["content"]:
+            if block["type"] == "image":
+                with Image.open(io.BytesIO(base64.b64decode(block["data"]))) as image:
+                    pixels = hashlib.sha256(image.tobytes()).hexdigest()
+                    block["data"] = {"size": image.size, "pixels": pixels, **image.info}
+    text = json.dumps(dumped, default=str)
+    for number, image_id in enumerate(ids):
+        text = text.replace(image_id, f"ID{number}")
+    return json.loads(STAMP.sub("TIME", text.replace(str(root), "ROOT")))
+
+
+async def calls_of_a_session(
+    client: mcp.Client,
+) -> tuple[list[CallToolResult], list[str]]:
+    """generate_image, edit_image of it, then list_images: results and new ids."""
+    made = await client.call_tool("generate_image", SMALL)
+    assert made.structured_content is not None, made
+    source = made.structured_content["images"][0]["id"]
+    edited = await client.call_tool(
+        "edit_image",
+        {"image": source, "prompt": "a small dog", "strength": 0.5, "seed": 3},
+    )
+    assert edited.structured_content is not None, edited
+    listed = await client.call_tool("list_images", {"limit": 10})
+    assert listed.structured_content is not None, listed
+    variant = edited.structured_content["images"][0]["id"]
+    return [made, edited, listed], [source, variant]
+
+
+async def test_edit_and_list_results_are_the_same_without_apps(
+    connect: Callable[..., mcp.Client], tmp_path: Path
+) -> None:
+    def store(name: str) -> dict[str, Any]:
+        return {"storage": {"file": {"directory": str(tmp_path / name)}}}
+
+    async with connect(data=store("plain")) as plain:
+        plain_results, plain_ids = await calls_of_a_session(plain)
+    async with connect(apps=True, data=store("host")) as host:
+        host_results, host_ids = await calls_of_a_session(host)
+
+    plain_seen = comparable(plain_results, plain_ids, tmp_path / "plain")
+    host_seen = comparable(host_results, host_ids, tmp_path / "host")
+    assert plain_seen == host_seen
+    # Both stores really held the edit and its source (the comparison is not
+    # of two empty pages), with today's blocks: preview, link, text.
+    [made, edited, listed] = plain_seen
+    assert [b["type"] for b in edited["content"]] == ["image", "resource_link", "text"]
+    assert edited["structuredContent"]["images"][0]["source_image_id"] == "ID0"
+    assert [i["id"] for i in listed["structuredContent"]["images"]] == ["ID1", "ID0"]
+    assert made["structuredContent"]["images"][0]["id"] == "ID0"
 
 
 def test_configuration_cannot_close_its_script_element() -> None:
