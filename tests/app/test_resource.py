@@ -26,7 +26,7 @@ from mcp_imagegen._plugins import PluginManager
 pytestmark = pytest.mark.anyio
 
 SMALL = {"prompt": "a small cat", "width": 64, "height": 64, "seed": 7}
-BOUND = {"generate_image", "transform_image", "list_images"}
+BOUND = {"generate_image", "edit_image", "transform_image", "list_images"}
 
 
 class AppsHost(ClientExtension):
@@ -85,9 +85,16 @@ async def test_gallery_is_listed_and_read_as_an_mcp_app(
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     assert "default-src 'none'" in html
     config = page_config(html)
-    # What this server has: edit_image is offered only once the tool exists.
+    # What this server has (a tool it lacks is never offered).
     assert config["tools"] == [name for name in APP_TOOLS if name in tools]
-    assert {"generate_image", "list_images", "delete_image"} <= set(config["tools"])
+    assert config["tools"] == [
+        "generate_image",
+        "edit_image",
+        "transform_image",
+        "list_images",
+        "get_image",
+        "delete_image",
+    ]
     assert config["formats"] == ["png", "jpeg", "webp"]
     assert isinstance(config["steps"], list)
     # The styles' templates: a regenerate sends the caller's words with the style.
@@ -126,9 +133,9 @@ async def test_bound_tools_carry_the_sdk_ui_metadata_and_others_none(
 
     expected = sdk_tool_meta()
     assert expected == {"ui": {"resourceUri": GALLERY_URI}}
-    for name in BOUND | ({"edit_image"} & set(tools)):
+    for name in BOUND:
         assert tools[name].meta == expected, name
-    for name in set(tools) - BOUND - {"edit_image"}:
+    for name in set(tools) - BOUND:
         assert not (tools[name].meta or {}).get("ui"), name
     assert capabilities is not None and capabilities.extensions is not None
     assert EXTENSION_ID in capabilities.extensions
@@ -243,23 +250,3 @@ def test_configuration_cannot_close_its_script_element() -> None:
     config = page_config(html)
     assert config["steps"] == ["</script><script>alert(1)</script>"]
     assert html.count("</script>") == render_gallery({}).count("</script>")
-
-
-async def test_edit_image_is_bound_and_offered_once_the_server_has_it(
-    make_settings: Callable[..., Settings], plugin_manager: PluginManager
-) -> None:
-    server = create_server(make_settings(), plugin_manager)
-
-    async def edit_image(image: str, prompt: str, strength: float = 0.6) -> str:
-        """Stands in for issue 13's tool: only its name matters here."""
-        return image
-
-    # The path every tool module takes (tools.add_tool → server.add_tool).
-    server.add_tool(edit_image)
-    async with mcp.Client(server, extensions=[AppsHost()]) as client:
-        tools = {t.name: t for t in (await client.list_tools()).tools}
-        read = await client.read_resource(GALLERY_URI)
-    [content] = read.contents
-    assert isinstance(content, TextResourceContents)
-    assert tools["edit_image"].meta == sdk_tool_meta()
-    assert "edit_image" in page_config(content.text)["tools"]

@@ -5,8 +5,8 @@ Clients that negotiate MCP Apps (the ``io.modelcontextprotocol/ui`` extension,
 ``_meta.ui.resourceUri`` names. The SDK's :class:`~mcp.server.apps.Apps`
 extension serves the resource and advertises the capability; the tools it is
 bound to are registered by their own modules, so :func:`tool_meta` stamps the
-same ``_meta.ui`` entry ``Apps.tool`` writes as they are added (a tool added
-later, such as ``edit_image``, is bound by name as soon as it exists).
+same ``_meta.ui`` entry ``Apps.tool`` writes as they are added (bound by name:
+a deployment without one of them simply has no entry for it).
 
 The document itself (``mcp_imagegen/app/gallery.html``) is self-contained: its
 script speaks the host bridge's postMessage JSON-RPC directly and reaches images
@@ -35,7 +35,7 @@ from mcp_imagegen.models import OUTPUT_FORMATS
 
 #: The gallery's resource URI, named by the bound tools' ``_meta.ui.resourceUri``.
 GALLERY_URI = "ui://mcp-imagegen/gallery"
-#: Tools whose results the gallery renders (``edit_image`` once it exists).
+#: Tools whose results the gallery renders.
 BOUND_TOOLS = frozenset(
     {"generate_image", "edit_image", "transform_image", "list_images"}
 )
