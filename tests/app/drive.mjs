@@ -141,6 +141,14 @@ try {
   seen.variationRecipe = await recipe();
   seen.ariaDetail = await frame.locator("#detail").ariaSnapshot();
   await page.screenshot({ path: join(outDir, "variation.png") });
+  // Its source is shown too: the lineage link opens it (from the kept full image).
+  await frame.getByRole("button", { name: "Open the source image" }).click();
+  await frame.waitForFunction((id) => document.querySelector("#recipe dd:last-of-type").textContent === id, newest, WAIT);
+  await detailOpen(64);
+  seen.readsAfterSource = await page.evaluate(() => window.host.reads.slice());
+  await page.keyboard.press("Escape");
+  await frame.waitForFunction(() => document.getElementById("detail").hidden, null, WAIT);
+  await openByKeyboard(variation);
   step("variation rendered with its lineage");
 
   // 7. Transform from the detail view (still the variation's): a format the server offers.

@@ -90,6 +90,8 @@ async def test_gallery_generates_regenerates_varies_transforms_and_deletes_in_ch
     lineage = dict(seen["variationRecipe"])
     assert lineage["Id"] == variation and lineage["Made from"] == third
     assert lineage["Strength"] == "0.35"
+    # Following the lineage link opened the source without reading it again.
+    assert seen["readsAfterSource"] == [f"image://{third}", f"image://{variation}"]
 
     assert seen["formats"] == ["png", "jpeg", "webp"]
     [transformed] = set(seen["afterTransform"]) - set(seen["afterVariation"])
@@ -128,6 +130,7 @@ async def test_gallery_generates_regenerates_varies_transforms_and_deletes_in_ch
         '- combobox "Format":',
         '- button "Variation"',
         "- term: Made from",
+        f'- button "Open the source image {third}"',
     ):
         assert line in seen["ariaDetail"], line
     assert "- status" not in seen["ariaDetail"]
