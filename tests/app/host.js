@@ -3,7 +3,7 @@
 // client, renders the gallery in a sandboxed iframe and joins the two with the
 // ext-apps host bridge (AppBridge), which relays the app's tools/call and
 // resources/read to the server, as a real host does.
-import { AppBridge, PostMessageTransport } from "@modelcontextprotocol/ext-apps/app-bridge";
+import { AppBridge, PostMessageTransport, buildAllowAttribute } from "@modelcontextprotocol/ext-apps/app-bridge";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 
 const HOST = { name: "mcp-imagegen-test-host", version: "1.0.0" };
@@ -26,15 +26,32 @@ async function startHost(mcpPath, theme) {
   // (no same-origin access, no network to the page's server).
   const iframe = document.createElement("iframe");
   iframe.setAttribute("sandbox", "allow-scripts");
+  // The permissions the resource asks for (_meta.ui.permissions), as the
+  // ext-apps spec tells hosts to grant them: the frame's allow attribute.
+  const allow = buildAllowAttribute(content._meta?.ui?.permissions);
+  if (allow) iframe.setAttribute("allow", allow);
   iframe.title = "mcp-imagegen gallery";
   iframe.style.cssText = "width:100%;height:640px;border:1px solid #888";
   document.body.appendChild(iframe);
   const bridge = new AppBridge(client, HOST, { serverTools: {}, serverResources: {} }, {
     hostContext: { theme, displayMode: "inline" },
   });
-  const initialized = new Promise((resolve) => { bridge.oninitialized = resolve; });
+  // Wall-clock times (ms since the epoch) comparable with the frame's.
+  const now = () => performance.timeOrigin + performance.now();
+  const timing = {};
+  const initialized = new Promise((resolve) => {
+    bridge.oninitialized = () => { timing.initialized = now(); resolve(); };
+  });
   // Listen before the document loads: its first message is ui/initialize.
   await bridge.connect(new PostMessageTransport(iframe.contentWindow, iframe.contentWindow));
+  // Every resources/read the app asks for, relayed to the server as the
+  // bridge's own forwarding (set by connect, so replaced after it) does, and counted by URI.
+  const reads = [];
+  bridge.onreadresource = async (params) => {
+    reads.push(params.uri);
+    return client.readResource(params);
+  };
+  timing.loading = now();
   iframe.srcdoc = content.text;
   await initialized;
 
@@ -42,11 +59,12 @@ async function startHost(mcpPath, theme) {
   async function callTool(name, args) {
     const result = await client.callTool({ name, arguments: args });
     await bridge.sendToolInput({ arguments: args });
+    timing.resultSent = now();
     await bridge.sendToolResult(result);
     return result;
   }
-  window.host = { client, bridge, callTool };
-  return { uri, tools: tools.map((tool) => tool.name) };
+  window.host = { client, bridge, callTool, reads, timing };
+  return { uri, tools: tools.map((tool) => tool.name), allow, html: content.text };
 }
 
 window.startHost = startHost;

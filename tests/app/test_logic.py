@@ -53,6 +53,22 @@ INFO: dict[str, Any] = {
     "created_at": "2026-01-01T00:00:00+00:00",
     "source_image_id": None,
 }
+#: The server's style templates, as its page configuration carries them.
+STYLES = {
+    "ink": {
+        "prompt": "ink drawing of {prompt}, bold lines",
+        "negative_prompt": "color",
+    },
+    "twice": {"prompt": "{prompt}, then {prompt} again", "negative_prompt": None},
+}
+#: A record made with style="ink": the prompt and negative prompt as expanded.
+STYLED: dict[str, Any] = {
+    **INFO,
+    "prompt": "ink drawing of a fox in snow, bold lines",
+    "negative_prompt": "blurry, color",
+    "parameters": {},
+    "style": "ink",
+}
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +110,69 @@ def test_card_facts_alt_text_and_recipe(tools: NodeTools, tmp_path: Path) -> Non
     )
     assert facts["ok"] == "seed 42 · 512×384 · sdxl · style watercolor"
     assert bare["ok"] == "seed random · 512×384 · sdxl"
-    assert alt["ok"] == "Generated image: a fox in snow"
+    assert alt["ok"] == "Generated image (watercolor style): a fox in snow"
     assert len(cut["ok"]) == len("Generated image: ") + 250
     assert cut["ok"].endswith("…")
     rows = dict(recipe["ok"])
+    # An older record kept the style among the parameters: still shown.
     assert rows["Style"] == "watercolor" and rows["Post-processing"] == "upscale"
     assert "Negative prompt" not in rows and "Guidance" not in rows
+    [varied] = run(
+        tools,
+        tmp_path,
+        [
+            "recipeOf",
+            {**INFO, "source_image_id": "s0", "parameters": {"strength": 0.35}},
+        ],
+    )
+    rows = dict(varied["ok"])
+    assert rows["Made from"] == "s0" and rows["Strength"] == "0.35"
+
+
+def test_styled_records_show_and_regenerate_the_callers_words(
+    tools: NodeTools, tmp_path: Path
+) -> None:
+    twice = {**STYLED, "prompt": "a fox, then a fox again", "style": "twice"}
+    changed = {**STYLED, "prompt": "old template: a fox"}
+    only_style = {**STYLED, "negative_prompt": "color"}
+    (facts, alt, shown, own, both, gone, bare, args, plain, unknown) = run(
+        tools,
+        tmp_path,
+        ["factsOf", STYLED],
+        ["altOf", STYLED, STYLES],
+        ["promptOf", STYLED, STYLES],
+        ["unstyle", STYLED, STYLES],
+        ["unstyle", twice, STYLES],
+        ["unstyle", changed, STYLES],
+        ["unstyle", only_style, STYLES],
+        ["regenerateArgs", STYLED, 5, ["png"], STYLES],
+        ["regenerateArgs", changed, 5, ["png"], STYLES],
+        ["regenerateArgs", STYLED, 5, ["png"], {}],
+    )
+    assert facts["ok"] == "seed 42 · 512×384 · sdxl · style ink"
+    assert alt["ok"] == "Generated image (ink style): a fox in snow"
+    assert shown["ok"] == "a fox in snow"
+    assert own["ok"] == {
+        "prompt": "a fox in snow",
+        "negative_prompt": "blurry",
+        "style": "ink",
+    }
+    assert both["ok"] == {
+        "prompt": "a fox",
+        "negative_prompt": "blurry, color",
+        "style": "twice",
+    }
+    # The template changed since: the record's words stay as they are.
+    assert gone["ok"] is None
+    assert bare["ok"]["negative_prompt"] is None
+    # Named with the style again: the server wraps the caller's words once.
+    assert args["ok"]["style"] == "ink" and args["ok"]["prompt"] == "a fox in snow"
+    assert args["ok"]["negative_prompt"] == "blurry" and args["ok"]["seed"] == 5
+    # Without a usable template: the expanded prompt, no style (same picture).
+    for fallback, record in ((plain, changed), (unknown, STYLED)):
+        assert "style" not in fallback["ok"]
+        assert fallback["ok"]["prompt"] == record["prompt"]
+        assert fallback["ok"]["negative_prompt"] == "blurry, color"
 
 
 def test_action_arguments(tools: NodeTools, tmp_path: Path) -> None:
@@ -187,7 +260,11 @@ def test_seeds_theme_and_config(tools: NodeTools, tmp_path: Path) -> None:
         ["newSeed", 0, 0],
         ["themeOf", {"theme": "dark"}],
         ["themeOf", {}],
-        ["configOf", '{"tools": ["generate_image", 3], "steps": ["upscale"]}'],
+        [
+            "configOf",
+            '{"tools": ["generate_image", 3], "steps": ["upscale"], "styles": '
+            '{"ink": {"prompt": "ink {prompt}", "negative_prompt": null}, "bad": 3}}',
+        ],
         ["configOf", "not json"],
     )
     assert 0 <= top["ok"] <= 2**32 - 1
@@ -197,5 +274,6 @@ def test_seeds_theme_and_config(tools: NodeTools, tmp_path: Path) -> None:
         "tools": ["generate_image"],
         "steps": ["upscale"],
         "formats": [],
+        "styles": {"ink": {"prompt": "ink {prompt}", "negative_prompt": None}},
     }
-    assert broken["ok"] == {"tools": [], "steps": [], "formats": []}
+    assert broken["ok"] == {"tools": [], "steps": [], "formats": [], "styles": {}}

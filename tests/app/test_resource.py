@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import mcp
@@ -12,6 +16,7 @@ import pytest
 from mcp.client.extension import ClientExtension
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID, Apps
 from mcp.types import CallToolResult, TextResourceContents
+from PIL import Image
 
 from mcp_imagegen._app import create_server
 from mcp_imagegen._config import Settings
@@ -21,7 +26,7 @@ from mcp_imagegen._plugins import PluginManager
 pytestmark = pytest.mark.anyio
 
 SMALL = {"prompt": "a small cat", "width": 64, "height": 64, "seed": 7}
-BOUND = {"generate_image", "transform_image", "list_images"}
+BOUND = {"generate_image", "edit_image", "transform_image", "list_images"}
 
 
 class AppsHost(ClientExtension):
@@ -80,11 +85,31 @@ async def test_gallery_is_listed_and_read_as_an_mcp_app(
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     assert "default-src 'none'" in html
     config = page_config(html)
-    # What this server has: edit_image is offered only once the tool exists.
+    # What this server has (a tool it lacks is never offered).
     assert config["tools"] == [name for name in APP_TOOLS if name in tools]
-    assert {"generate_image", "list_images", "delete_image"} <= set(config["tools"])
+    assert config["tools"] == [
+        "generate_image",
+        "edit_image",
+        "transform_image",
+        "list_images",
+        "get_image",
+        "delete_image",
+    ]
     assert config["formats"] == ["png", "jpeg", "webp"]
     assert isinstance(config["steps"], list)
+    # The styles' templates: a regenerate sends the caller's words with the style.
+    assert "{prompt}" in config["styles"]["watercolor"]["prompt"]
+    assert set(config["styles"]) == {
+        "photo",
+        "watercolor",
+        "line-art",
+        "product-shot",
+        "pixel-art",
+        "isometric",
+    }
+    # "Copy prompt" needs the clipboard: asked of the host the ext-apps way.
+    wanted = {"ui": {"permissions": {"clipboardWrite": {}}}}
+    assert listed[GALLERY_URI].meta == wanted and content.meta == wanted
 
 
 async def test_the_served_steps_are_the_loaded_ones(
@@ -108,9 +133,9 @@ async def test_bound_tools_carry_the_sdk_ui_metadata_and_others_none(
 
     expected = sdk_tool_meta()
     assert expected == {"ui": {"resourceUri": GALLERY_URI}}
-    for name in BOUND | ({"edit_image"} & set(tools)):
+    for name in BOUND:
         assert tools[name].meta == expected, name
-    for name in set(tools) - BOUND - {"edit_image"}:
+    for name in set(tools) - BOUND:
         assert not (tools[name].meta or {}).get("ui"), name
     assert capabilities is not None and capabilities.extensions is not None
     assert EXTENSION_ID in capabilities.extensions
@@ -152,28 +177,76 @@ async def test_a_client_without_apps_sees_the_same_tools_and_results(
     ]
 
 
+#: An ISO timestamp (created_at) and the ids the storage hands out.
+STAMP = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+(\+00:00|Z)?")
+
+
+def comparable(results: list[CallToolResult], ids: list[str], root: Path) -> Any:
+    """``results`` as JSON with what differs between two stores named by role.
+
+    Ids become ``ID0``, ``ID1``... in order of creation, the store's folder
+    ``ROOT``, timestamps ``TIME``; a preview becomes its pixels' digest and its
+    text chunks (an edit's embedded recipe names its source id); everything
+    else (texts, links, every structured field) must be equal.
+    """
+    dumped = [
+        r.model_dump(mode="json", by_alias=True, exclude={"meta"}) for r in results
+    ]
+    for result in dumped:
+        for block in result["content"]:
+            if block["type"] == "image":
+                with Image.open(io.BytesIO(base64.b64decode(block["data"]))) as image:
+                    pixels = hashlib.sha256(image.tobytes()).hexdigest()
+                    block["data"] = {"size": image.size, "pixels": pixels, **image.info}
+    text = json.dumps(dumped, default=str)
+    for number, image_id in enumerate(ids):
+        text = text.replace(image_id, f"ID{number}")
+    return json.loads(STAMP.sub("TIME", text.replace(str(root), "ROOT")))
+
+
+async def calls_of_a_session(
+    client: mcp.Client,
+) -> tuple[list[CallToolResult], list[str]]:
+    """generate_image, edit_image of it, then list_images: results and new ids."""
+    made = await client.call_tool("generate_image", SMALL)
+    assert made.structured_content is not None, made
+    source = made.structured_content["images"][0]["id"]
+    edited = await client.call_tool(
+        "edit_image",
+        {"image": source, "prompt": "a small dog", "strength": 0.5, "seed": 3},
+    )
+    assert edited.structured_content is not None, edited
+    listed = await client.call_tool("list_images", {"limit": 10})
+    assert listed.structured_content is not None, listed
+    variant = edited.structured_content["images"][0]["id"]
+    return [made, edited, listed], [source, variant]
+
+
+async def test_edit_and_list_results_are_the_same_without_apps(
+    connect: Callable[..., mcp.Client], tmp_path: Path
+) -> None:
+    def store(name: str) -> dict[str, Any]:
+        return {"storage": {"file": {"directory": str(tmp_path / name)}}}
+
+    async with connect(data=store("plain")) as plain:
+        plain_results, plain_ids = await calls_of_a_session(plain)
+    async with connect(apps=True, data=store("host")) as host:
+        host_results, host_ids = await calls_of_a_session(host)
+
+    plain_seen = comparable(plain_results, plain_ids, tmp_path / "plain")
+    host_seen = comparable(host_results, host_ids, tmp_path / "host")
+    assert plain_seen == host_seen
+    # Both stores really held the edit and its source (the comparison is not
+    # of two empty pages), with today's blocks: preview, link, text.
+    [made, edited, listed] = plain_seen
+    assert [b["type"] for b in edited["content"]] == ["image", "resource_link", "text"]
+    assert edited["structuredContent"]["images"][0]["source_image_id"] == "ID0"
+    assert [i["id"] for i in listed["structuredContent"]["images"]] == ["ID1", "ID0"]
+    assert made["structuredContent"]["images"][0]["id"] == "ID0"
+
+
 def test_configuration_cannot_close_its_script_element() -> None:
     html = render_gallery({"steps": ["</script><script>alert(1)</script>"]})
     config = page_config(html)
     assert config["steps"] == ["</script><script>alert(1)</script>"]
     assert html.count("</script>") == render_gallery({}).count("</script>")
-
-
-async def test_edit_image_is_bound_and_offered_once_the_server_has_it(
-    make_settings: Callable[..., Settings], plugin_manager: PluginManager
-) -> None:
-    server = create_server(make_settings(), plugin_manager)
-
-    async def edit_image(image: str, prompt: str, strength: float = 0.6) -> str:
-        """Stands in for issue 13's tool: only its name matters here."""
-        return image
-
-    # The path every tool module takes (tools.add_tool → server.add_tool).
-    server.add_tool(edit_image)
-    async with mcp.Client(server, extensions=[AppsHost()]) as client:
-        tools = {t.name: t for t in (await client.list_tools()).tools}
-        read = await client.read_resource(GALLERY_URI)
-    [content] = read.contents
-    assert isinstance(content, TextResourceContents)
-    assert tools["edit_image"].meta == sdk_tool_meta()
-    assert "edit_image" in page_config(content.text)["tools"]

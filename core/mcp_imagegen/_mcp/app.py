@@ -5,14 +5,17 @@ Clients that negotiate MCP Apps (the ``io.modelcontextprotocol/ui`` extension,
 ``_meta.ui.resourceUri`` names. The SDK's :class:`~mcp.server.apps.Apps`
 extension serves the resource and advertises the capability; the tools it is
 bound to are registered by their own modules, so :func:`tool_meta` stamps the
-same ``_meta.ui`` entry ``Apps.tool`` writes as they are added (a tool added
-later, such as ``edit_image``, is bound by name as soon as it exists).
+same ``_meta.ui`` entry ``Apps.tool`` writes as they are added (bound by name:
+a deployment without one of them simply has no entry for it).
 
 The document itself (``mcp_imagegen/app/gallery.html``) is self-contained: its
 script speaks the host bridge's postMessage JSON-RPC directly and reaches images
 only through the host (``tools/call``, ``resources/read``). What it may offer
 depends on this server, so each read fills in a small JSON configuration: the
-bound tools that exist, the loaded post-processing steps and output formats.
+bound tools that exist, the loaded post-processing steps and output formats, and
+the styles' templates (a record holds the expanded prompt; regenerating with the
+style again needs the caller's words back). The resource asks hosts for
+``clipboard-write`` (``_meta.ui.permissions``) for its "Copy prompt".
 Tool results are unchanged: clients without Apps see exactly what they saw.
 """
 
@@ -23,7 +26,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from mcp.server.apps import APP_MIME_TYPE, Apps
+from mcp.server.apps import APP_MIME_TYPE, Apps, ResourcePermissions
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.resources import FunctionResource
 
@@ -32,7 +35,7 @@ from mcp_imagegen.models import OUTPUT_FORMATS
 
 #: The gallery's resource URI, named by the bound tools' ``_meta.ui.resourceUri``.
 GALLERY_URI = "ui://mcp-imagegen/gallery"
-#: Tools whose results the gallery renders (``edit_image`` once it exists).
+#: Tools whose results the gallery renders.
 BOUND_TOOLS = frozenset(
     {"generate_image", "edit_image", "transform_image", "list_images"}
 )
@@ -44,6 +47,10 @@ APP_TOOLS = (
     "list_images",
     "get_image",
     "delete_image",
+)
+#: What the gallery asks the host's frame to allow: "Copy prompt" only.
+PERMISSIONS = ResourcePermissions(clipboard_write={}).model_dump(
+    by_alias=True, exclude_none=True
 )
 #: Where the document reads its configuration; the shipped file holds ``{}``.
 CONFIG_SLOT = '<script type="application/json" id="config">{}</script>'
@@ -97,6 +104,13 @@ def extension(
                 "tools": [name for name in APP_TOOLS if name in names],
                 "steps": sorted(service.steps),
                 "formats": list(OUTPUT_FORMATS),
+                "styles": {
+                    name: {
+                        "prompt": style.prompt,
+                        "negative_prompt": style.negative_prompt,
+                    }
+                    for name, style in sorted(service.styles.items())
+                },
             }
         )
 
@@ -109,6 +123,8 @@ def extension(
             description="Interactive gallery and editor of generated images "
             "(MCP Apps).",
             mime_type=APP_MIME_TYPE,
+            # Hosts map this to the frame's ``allow="clipboard-write"``.
+            meta={"ui": {"permissions": PERMISSIONS}},
             fn=page,
         )
     )
