@@ -116,3 +116,24 @@ async def test_the_style_argument_lists_the_enabled_styles(
     assert names(edit) == names(generate)
     assert "night" in names(edit) and "watercolor" in names(edit)
     assert "keeps its input's size" in edit["description"]
+
+
+@pytest.mark.parametrize("tool", ["generate_image", "edit_image"])
+async def test_a_prompt_over_the_limit_with_its_template_says_the_template_counts(
+    connect: Callable[..., mcp.Client], tool: str
+) -> None:
+    # 50 characters fit the limit of 60; the style's template makes them 71.
+    prompt = "a harbour with fishing boats and a red lighthouse."
+    assert len(prompt) == 50
+    arguments = {"prompt": prompt, "style": "night"}
+    if tool == "edit_image":
+        arguments["image"] = IMAGE
+    async with connect({**NIGHT, "limits": {"max_prompt_length": 60}}) as client:
+        refused = await client.call_tool(tool, arguments)
+        plain = await client.call_tool(tool, {**arguments, "style": None})
+    assert refused.is_error
+    [content] = refused.content
+    assert isinstance(content, TextContent)
+    assert "prompt is 71 characters long with style 'night'" in content.text
+    assert "template" in content.text and "the limit is 60" in content.text
+    assert not plain.is_error, plain.content
