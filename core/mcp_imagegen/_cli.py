@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Comma-separated post-processing steps (replaces the default chain; "
         "'' for none).",
     )
+    gen.add_argument(
+        "--style",
+        metavar="NAME",
+        help="A style (see docs/styles.md): wraps the prompt in its template and "
+        "fills the options not given.",
+    )
     gen.add_argument("--json", action="store_true", help="Print records as JSON.")
 
     plugins = commands.add_parser(
@@ -392,16 +398,6 @@ def _plugins(settings: Settings, *, as_json: bool) -> int:
 async def _generate(settings: Settings, args: argparse.Namespace) -> int:
     from mcp_imagegen._app import build_service
 
-    request = settings.generation.request(
-        args.prompt,
-        negative_prompt=args.negative_prompt,
-        width=args.width,
-        height=args.height,
-        num_images=args.num_images,
-        seed=args.seed,
-        steps=args.steps,
-        guidance_scale=args.guidance_scale,
-    )
     postprocess = None
     if args.postprocess is not None:
         postprocess = [s.strip() for s in args.postprocess.split(",") if s.strip()]
@@ -419,8 +415,34 @@ async def _generate(settings: Settings, args: argparse.Namespace) -> int:
 
     service = build_service(settings)
     async with service:
+        # The same resolution of styles as generate_image's.
+        styled = service.apply_style(
+            args.style,
+            prompt=args.prompt,
+            negative_prompt=args.negative_prompt,
+            width=args.width,
+            height=args.height,
+            steps=args.steps,
+            guidance_scale=args.guidance_scale,
+            postprocess=postprocess,
+        )
+        request = settings.generation.request(
+            styled.prompt,
+            negative_prompt=styled.negative_prompt,
+            width=styled.width,
+            height=styled.height,
+            num_images=args.num_images,
+            seed=args.seed,
+            steps=styled.steps,
+            guidance_scale=styled.guidance_scale,
+            style=styled.style,
+        )
         stored = await service.generate(
-            request, progress, postprocess=postprocess, output_format=args.output_format
+            request,
+            progress,
+            backend=styled.backend,
+            postprocess=styled.postprocess,
+            output_format=args.output_format,
         )
         if tty:
             print(file=sys.stderr)

@@ -334,6 +334,9 @@ class InputsSettings(_Section):
         NoDecode,
         BeforeValidator(_comma_list),
     ] = Field(default_factory=list)
+    #: PEM file of CA certificates trusted for https fetches in addition to
+    #: the public ones: an internal image host with a private CA.
+    ca_bundle: Path | None = None
 
 
 class StorageSettings(BaseModel):

@@ -341,6 +341,7 @@ class ImageServiceAPI(Protocol):
         postprocess: Sequence[str] | None = None,
         output_format: str | None = None,
         progress: ProgressReporter = ignore_progress,
+        style: str | None = None,
     ) -> StoredImage:
         """Edit an image (image-to-image; inpainting with ``mask``); store the result.
 
@@ -356,6 +357,8 @@ class ImageServiceAPI(Protocol):
                 limits and rounded to the side multiple.
             backend, postprocess, output_format: as :meth:`generate`.
             progress: Receives backend progress.
+            style: The name of the style already applied to ``prompt`` (see
+                ``ImageService.apply_style``), recorded in the new record.
 
         Returns:
             The new image; its record names the input in ``source_image_id``

@@ -126,6 +126,73 @@ async def test_generate_image_through_mcp_returns_a_real_png_of_the_requested_si
     assert is_varied(image.convert("RGB"))
 
 
+def data_uri(image: Image.Image) -> str:
+    """``image`` as a PNG data URI, as an MCP client sends it."""
+    return f"data:image/png;base64,{png(image)}"
+
+
+async def test_edit_and_inpaint_through_mcp_return_real_images_of_the_size(
+    predictor_server: KServeServer, tmp_path: Path
+) -> None:
+    # The real kserve backend with its default image contract (image,
+    # mask_image, strength) against our own predictor: the contract test.
+    settings = settings_from_dict(
+        {
+            "generation": {"backend": "tiny", "postprocess": []},
+            "backends": {
+                "tiny": {
+                    "type": "kserve",
+                    "url": predictor_server.url,
+                    "model": MODEL,
+                    "image_input": True,
+                    "mask": True,
+                }
+            },
+            "storage": {"backend": "file", "file": {"directory": str(tmp_path)}},
+        }
+    )
+    source = source_image()
+    common = {"prompt": "the same at night", "seed": 3, "steps": STEPS}
+    async with Client(create_server(settings)) as client:
+        ingested = await client.call_tool("ingest_image", {"data": data_uri(source)})
+        assert not ingested.is_error, ingested.content
+        [stored] = ingested.structured_content["images"]  # type: ignore[index]
+        results = {
+            "edit": await client.call_tool(
+                "edit_image", {"image": stored["id"], "strength": 0.9, **common}
+            ),
+            "inpaint": await client.call_tool(
+                "edit_image",
+                {
+                    "image": stored["uri"],
+                    "mask": data_uri(half_mask()),
+                    "strength": 1.0,
+                    **common,
+                },
+            ),
+        }
+        images = {}
+        for name, result in results.items():
+            assert not result.is_error, (name, result.content)
+            [info] = result.structured_content["images"]  # type: ignore[index]
+            assert (info["width"], info["height"]) == (WIDTH, HEIGHT), name
+            assert info["backend"] == "tiny"
+            [content] = (await client.read_resource(info["uri"])).contents
+            data = base64.b64decode(content.blob)  # type: ignore[union-attr]
+            image = Image.open(io.BytesIO(data))
+            assert (image.format, image.size) == ("PNG", (WIDTH, HEIGHT)), name
+            images[name] = image.convert("RGB")
+            assert is_varied(images[name]), name
+
+    white, black = (0, 0, WIDTH // 2, HEIGHT), (WIDTH // 2, 0, WIDTH, HEIGHT)
+    # Image-to-image changed the picture; inpainting repainted the white half
+    # and kept the black one (soft bounds: the weights are random).
+    assert mean_difference(images["edit"], source, (0, 0, WIDTH, HEIGHT)) > 1
+    inpainted = images["inpaint"]
+    assert mean_difference(inpainted, source, white) > 10
+    assert mean_difference(inpainted, source, black) < 2
+
+
 def test_image_to_image_returns_the_requested_size_and_honours_the_seed(
     predictor_server: KServeServer,
 ) -> None:

@@ -266,6 +266,12 @@ class DrainMiddleware:
         if scope["type"] != "http" or scope["path"].rstrip("/") != self.path:
             await self.app(scope, receive, send)
             return
+        declared = _content_length(scope)
+        if scope["method"] == "POST" and declared > self.max_body:
+            # The SDK's own 413 is plain text, which MCP clients turn into a
+            # bare "error response"; a JSON-RPC error reaches the caller.
+            await _too_large(declared, self.max_body)(scope, receive, send)
+            return
         if not self.lifecycle.draining:
             if scope["method"] == "GET":
                 await self._stream(scope, receive, send)
@@ -332,4 +338,34 @@ def _shutting_down(request_id: Any) -> JSONResponse:
         },
         status_code=503,
         headers={"Connection": "close", "Retry-After": "1"},
+    )
+
+
+def _content_length(scope: Scope) -> int:
+    """The request's declared Content-Length; -1 when absent or unreadable."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return -1
+    return -1
+
+
+def _too_large(size: int, limit: int) -> JSONResponse:
+    return JSONResponse(
+        {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": {
+                "code": -32600,
+                "message": f"Request body too large: {size} bytes, over "
+                f"server.http.max_body_bytes ({limit}). Send less (an image as a "
+                "data URI takes 4/3 of its bytes: use a smaller image, or a "
+                "URL or path where inputs allows them), or raise "
+                "server.http.max_body_bytes.",
+            },
+        },
+        status_code=413,
+        headers={"Connection": "close"},
     )

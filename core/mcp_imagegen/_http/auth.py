@@ -61,6 +61,11 @@ METHOD_SCOPES: dict[str, str] = {
     "resources/list": SCOPE_READ,
     "resources/templates/list": SCOPE_READ,
     "resources/read": SCOPE_READ,
+    # Prompts and completions read the server's content too: styles, and
+    # completion of image_id arguments lists stored image ids.
+    "prompts/list": SCOPE_READ,
+    "prompts/get": SCOPE_READ,
+    "completion/complete": SCOPE_READ,
 }
 DEFAULT_TOOL_SCOPE = SCOPE_GENERATE
 

@@ -42,6 +42,7 @@ async def edit_image(
     output_format: str | None = None,
     postprocess: list[str] | None = None,
     inline: Inline = "preview",
+    style: str | None = None,
 ) -> Annotated[CallToolResult, GenerateResult]:
     """Edit an existing image from a prompt: a variation, or inpainting with a mask.
 
@@ -56,21 +57,33 @@ async def edit_image(
         await ctx.report_progress(done, total, message)
 
     with tool_errors("edit_image"):
-        stored = await service.edit(
-            image,
-            prompt,
-            mask=mask,
-            strength=strength,
+        # The one resolution of styles, as generate_image's; only the size is
+        # not taken from the style: an edit keeps its input's shape.
+        styled = service.apply_style(
+            style,
+            prompt=prompt,
             negative_prompt=negative_prompt,
-            seed=seed,
             steps=steps,
             guidance_scale=guidance_scale,
-            width=width,
-            height=height,
             backend=backend,
             postprocess=postprocess,
+        )
+        stored = await service.edit(
+            image,
+            styled.prompt,
+            mask=mask,
+            strength=strength,
+            negative_prompt=styled.negative_prompt,
+            seed=seed,
+            steps=styled.steps,
+            guidance_scale=styled.guidance_scale,
+            width=width,
+            height=height,
+            backend=styled.backend,
+            postprocess=styled.postprocess,
             output_format=output_format,
             progress=report,
+            style=styled.style,
         )
         return await _result(ctx, [stored], inline)
 
@@ -126,6 +139,11 @@ def _edit_fields(service: ImageService) -> dict[str, FieldInfo]:
     defaults = service.settings.generation
     sources = _sources(service)
     chain = ", ".join(defaults.postprocess) or "none"
+    styled = fields.style(service)
+    style: FieldInfo = Field(
+        description=f"{styled.description} An edit keeps its input's size.",
+        json_schema_extra=styled.json_schema_extra,
+    )
     return {
         "image": Field(description=f"The image to edit: {sources}."),
         "mask": Field(
@@ -171,6 +189,7 @@ def _edit_fields(service: ImageService) -> dict[str, FieldInfo]:
             f"({chain}), in order; [] for none.",
         ),
         "inline": fields.inline(service),
+        "style": style,
     }
 
 

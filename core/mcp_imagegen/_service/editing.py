@@ -222,6 +222,7 @@ class Editor:
         postprocess: Sequence[str] | None = None,
         output_format: str | None = None,
         progress: ProgressReporter = ignore_progress,
+        style: str | None = None,
     ) -> StoredImage:
         """Edit an image (see ``ImageService.edit``)."""
         pipeline = self.pipeline
@@ -250,6 +251,7 @@ class Editor:
             seed=seed,
             steps=steps,
             guidance_scale=guidance_scale,
+            style=style,
         ).model_copy(
             update={
                 "width": size[0],

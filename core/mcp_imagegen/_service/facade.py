@@ -298,6 +298,7 @@ class ImageService(ImageServiceAPI):
         postprocess: Sequence[str] | None = None,
         output_format: str | None = None,
         progress: ProgressReporter = ignore_progress,
+        style: str | None = None,
     ) -> StoredImage:
         """Edit an image (image-to-image; inpainting with a mask); store the result.
 
@@ -324,6 +325,7 @@ class ImageService(ImageServiceAPI):
             postprocess=postprocess,
             output_format=output_format,
             progress=progress,
+            style=style,
         )
 
     async def ingest(

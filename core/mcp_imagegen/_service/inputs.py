@@ -22,6 +22,7 @@ import binascii
 import ipaddress
 import re
 import socket
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +30,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import anyio
+import certifi
 import httpx
 from PIL import Image
 
 from mcp_imagegen._ids import IMAGE_ID_PATTERN, validate_image_id
-from mcp_imagegen.errors import ValidationError
+from mcp_imagegen.errors import ConfigurationError, ValidationError
 from mcp_imagegen.imaging import ImageDecodeError, verify_image
 
 if TYPE_CHECKING:
@@ -51,6 +53,25 @@ ACCEPTED = (
     "a stored image id, an image://{id} URI, a data:image/...;base64, URI, or "
     "(when enabled) a local path or an http(s) URL"
 )
+
+
+def tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    """The TLS context of https fetches: the public CAs, plus ``ca_bundle``'s.
+
+    Raises:
+        ConfigurationError: when ``ca_bundle`` is not a readable PEM file.
+    """
+    context = ssl.create_default_context(cafile=certifi.where())
+    if ca_bundle is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_bundle))
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else exc.reason
+            raise ConfigurationError(
+                f"inputs.ca_bundle: cannot load {ca_bundle} ({reason}); give a "
+                "PEM file of CA certificates."
+            ) from None
+    return context
 
 
 @dataclass(frozen=True)
@@ -144,11 +165,17 @@ class InputReader:
     Args:
         settings: The ``[inputs]`` section.
         storage: Where stored images are loaded from.
+
+    Raises:
+        ConfigurationError: when ``inputs.ca_bundle`` cannot be loaded.
     """
 
     def __init__(self, settings: InputsSettings, storage: ImageStorage) -> None:
         self.settings = settings
         self.storage = storage
+        # Built once: loading CA certificates is costly, and a bad ca_bundle
+        # should stop the start, not fail the first https fetch.
+        self._tls = tls_context(settings.ca_bundle)
 
     async def read(self, value: str, argument: str) -> RawInput:
         """Read an image argument of any accepted form (see :data:`ACCEPTED`).
@@ -286,6 +313,7 @@ class InputReader:
         try:
             with anyio.fail_after(seconds):
                 async with httpx.AsyncClient(
+                    verify=self._tls,
                     follow_redirects=False,
                     # No proxies from the environment: the checked address must
                     # be the one connected to.

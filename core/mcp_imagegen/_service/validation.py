@@ -60,10 +60,19 @@ def _check_prompts(
         raise ValidationError(
             "prompt must not be empty: describe the image to generate."
         )
+    # With a style, the prompt checked is the expanded one: say so, or a
+    # short prompt "over the limit" makes no sense to the caller.
+    styled = (
+        f" with style '{request.style}' (the style's template and negative "
+        "prompt count towards the limit)"
+        if request.style
+        else ""
+    )
     if len(prompt) > limits.max_prompt_length:
         raise ValidationError(
-            f"prompt is {len(prompt)} characters long; the limit is "
-            f"{limits.max_prompt_length}. Shorten it."
+            f"prompt is {len(prompt)} characters long{styled}; the limit is "
+            f"{limits.max_prompt_length}. Shorten it"
+            + (" or use another style." if styled else ".")
         )
     negative = (request.negative_prompt or "").strip() or None
     if negative is not None:
@@ -71,8 +80,8 @@ def _check_prompts(
             raise ValidationError("This backend does not support negative_prompt.")
         if len(negative) > limits.max_prompt_length:
             raise ValidationError(
-                f"negative_prompt is {len(negative)} characters long; the limit is "
-                f"{limits.max_prompt_length}."
+                f"negative_prompt is {len(negative)} characters long{styled}; the "
+                f"limit is {limits.max_prompt_length}."
             )
     return prompt, negative
 
