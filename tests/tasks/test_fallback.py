@@ -14,7 +14,10 @@ from mcp.client.stdio import stdio_client
 from mcp_types import CallToolResult, TextContent
 
 from mcp_imagegen import new_task_id
+from mcp_imagegen._app import create_server
+from mcp_imagegen._config import Settings
 from mcp_imagegen._mcp.server import ImageGenServer
+from mcp_imagegen._plugins import PluginManager
 from tests.conftest import MCP_IMAGEGEN_BIN
 from tests.tasks.conftest import SLOW, SMALL
 from tests.tasks.test_protocol import _images
@@ -174,3 +177,29 @@ async def test_over_stdio_the_continuation_and_get_generation_work(
     assert progress, "progress flows while the call waits"
     assert len(_images(done)) == 1
     assert _images(done)[0]["steps"] == 30
+
+
+async def test_only_a_generation_that_goes_on_writes_a_shared_task_record(
+    make_settings: Callable[..., Settings],
+    plugin_manager: PluginManager,
+    image_dir: Path,
+) -> None:
+    # Served as over HTTP: records go to the file storage's tasks/ folder,
+    # where every replica reads them. A call answered within sync_wait has no
+    # one to share its record with, so it writes none (no fsync per call).
+    server = create_server(make_settings(ONE_SECOND), plugin_manager, http=True)
+    records = image_dir / "tasks"
+    async with mcp.Client(server) as client:
+        fast = await client.call_tool("generate_image", SMALL)
+        assert not fast.is_error, _text(fast)
+        assert "generation_id" not in (fast.structured_content or {})
+        assert not records.exists() or not list(records.glob("*.json"))
+
+        first = await client.call_tool("generate_image", {**SMALL, "wait": False})
+        assert first.structured_content is not None
+        generation_id = first.structured_content["generation_id"]
+        assert (records / f"{generation_id}.json").exists()
+        done = await _collect(client.call_tool, generation_id)
+    assert done.structured_content is not None
+    assert done.structured_content.get("images"), _text(done)
+    assert [p.stem for p in records.glob("*.json")] == [generation_id]

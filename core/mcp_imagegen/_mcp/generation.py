@@ -115,6 +115,7 @@ async def generate_image(
             "generate_image",
             lambda: _as_json(run),
             owner=principal(ctx.request_context),
+            detached=False,
         )
     timeout = tasks.settings.sync_wait.total_seconds() if wait else 0.0
     done = await tasks.wait_local(record.task_id, timeout)

@@ -91,6 +91,13 @@ class _Job:
     #: Set when the record changed since the last notification.
     changed: anyio.Event = field(default_factory=anyio.Event)
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    #: Whether the record lives in the store. A synchronous call's work is kept
+    #: in this process only until the caller stops waiting for it (``detach``):
+    #: a fast call never writes a task record.
+    detached: bool = True
+    #: Serialises the record's writes, so a later state is never overwritten
+    #: by an earlier one (a detach racing the end of the work).
+    saving: anyio.Lock = field(default_factory=anyio.Lock)
 
 
 class TaskManager:
@@ -182,8 +189,13 @@ class TaskManager:
         owner: str | None,
         ttl_ms: int | None = None,
         listener: Listener | None = None,
+        detached: bool = True,
     ) -> TaskRecord:
         """Record a new task and start ``work`` in the background.
+
+        With ``detached=False`` (a synchronous tool call) nothing is written to
+        the store: the caller collects the result with :meth:`wait_local`, and
+        the record is stored only if it stops waiting before the work is done.
 
         Raises:
             BusyError: when ``server.tasks.max_queued`` tasks already wait.
@@ -211,11 +223,15 @@ class TaskManager:
             runner=self.runner,
             heartbeat_at=now,
         )
-        await self.store.put(record)
-        job = _Job(record=record, work=work, listener=listener)
+        if detached:
+            await self.store.put(record)
+        job = _Job(record=record, work=work, listener=listener, detached=detached)
         self._jobs[record.task_id] = job
         self._group.start_soon(self._run, job)
-        log.info("task_created", task_id=record.task_id, tool=tool)
+        # A synchronous call's work is logged as a task only once detached.
+        (log.info if detached else log.debug)(
+            "task_created", task_id=record.task_id, tool=tool
+        )
         return record.model_copy()
 
     async def get(self, task_id: object, owner: str | None) -> TaskRecord:
@@ -261,6 +277,8 @@ class TaskManager:
     async def wait_local(self, task_id: str, seconds: float) -> TaskRecord | None:
         """This process's task once finished, or ``None`` after ``seconds``.
 
+        A task still running after ``seconds`` is detached: its record is
+        stored from then on, so ``get_generation`` finds it on any replica.
         Cancelling the caller while it waits cancels the task too: the caller
         (a synchronous tool call) still owned it.
         """
@@ -273,8 +291,19 @@ class TaskManager:
                 await job.done.wait()
         except anyio.get_cancelled_exc_class():
             job.scope.cancel()
+            if not job.detached:
+                self._jobs.pop(task_id, None)
             raise
-        return job.record.model_copy() if job.done.is_set() else None
+        if job.done.is_set():
+            if not job.detached:
+                self._jobs.pop(task_id, None)
+            return job.record.model_copy()
+        if not job.detached:
+            # Flagged before the first await: the work's end, whenever it comes,
+            # now stores its record (after this one, under the job's lock).
+            job.detached = True
+            await self._save(job)
+        return None
 
     async def cancel(self, task_id: object, owner: str | None) -> TaskRecord:
         """Cancel the caller's task: its work stops, nothing of it is stored.
@@ -360,12 +389,16 @@ class TaskManager:
                 record.result = _error_result(record.status_message)
             record.updated_at = record.heartbeat_at = _now()
             with anyio.CancelScope(shield=True):
-                await self._save(record)
+                if job.detached:
+                    await self._save(job)
+                    self._jobs.pop(record.task_id, None)
+                # An undetached job is collected (and forgotten) by its waiter.
                 job.done.set()
-                self._jobs.pop(record.task_id, None)
                 if job.listener is not None:
                     await _tell(job.listener, record)
-            log.info("task_finished", task_id=record.task_id, status=record.status)
+            (log.info if job.detached else log.debug)(
+                "task_finished", task_id=record.task_id, status=record.status
+            )
 
     def _finish(self, job: _Job, result: dict[str, Any]) -> None:
         record = job.record
@@ -389,13 +422,15 @@ class TaskManager:
         interval = self.settings.heartbeat_interval.total_seconds()
         while True:
             await anyio.sleep(interval)
+            if not job.detached:
+                continue  # nobody else knows the id yet: nothing to tell or read
             try:
                 if await self.store.cancel_requested(job.record.task_id):
                     log.info("task_cancel_requested", task_id=job.record.task_id)
                     job.scope.cancel()
                     return
                 job.record.heartbeat_at = _now()
-                await self._save(job.record)
+                await self._save(job)
             except Exception as exc:
                 # A store hiccup must not kill the task; readers elsewhere see a
                 # stale heartbeat only if it lasts several intervals.
@@ -411,9 +446,12 @@ class TaskManager:
             job.changed = anyio.Event()
             await _tell(job.listener, job.record.model_copy())
 
-    async def _save(self, record: TaskRecord) -> None:
+    async def _save(self, job: _Job) -> None:
+        record = job.record
         try:
-            await self.store.put(record.model_copy())
+            async with job.saving:
+                # Copied under the lock: whoever writes last writes the latest.
+                await self.store.put(record.model_copy())
         except Exception as exc:
             log.warning(
                 "task_save_failed",
