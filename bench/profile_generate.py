@@ -9,7 +9,7 @@ aiofiles' file I/O still runs in its executor (its time is the loop's wait).
 
 Prints the top functions by own time and by cumulative time, in ms per call.
 
-    .venv/bin/python bench/profile_generate.py [--calls 200] [--top 25]
+    .venv/bin/python bench/profile_generate.py [--calls 200] [--top 25] [--size 512]
 """
 
 from __future__ import annotations
@@ -52,7 +52,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--size", type=int, default=512, help="width and height (64: the load case)"
+    )
     args = parser.parse_args()
+    call_args = {**ARGS, "width": args.size, "height": args.size}
     work = tempfile.mkdtemp(prefix="profile-generate-")
     # The default configuration, logging included (JSON to stderr, as in serve).
     os.environ.update(HOME=work, XDG_DATA_HOME=work)
@@ -65,10 +69,10 @@ async def main() -> None:
     profile = cProfile.Profile()
     async with Client(server) as client:
         for _ in range(5):  # warm up: caches, fonts, first-call imports
-            await client.call_tool("generate_image", ARGS)
+            await client.call_tool("generate_image", call_args)
         profile.enable()
         for _ in range(args.calls):
-            result = await client.call_tool("generate_image", ARGS)
+            result = await client.call_tool("generate_image", call_args)
             assert not result.is_error, result.content
         profile.disable()
     stats = pstats.Stats(profile)

@@ -71,6 +71,12 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/mcp"
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used, all its threads."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1]
+        utime, stime = fields.split()[11:13]
+        return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+
     def memory(self) -> dict[str, int]:
         """VmRSS and VmHWM in KiB, from /proc/<pid>/status."""
         fields = {}
@@ -162,6 +168,8 @@ class LoadResult:
     seconds: float
     latencies: list[float]
     memory: dict[str, int]
+    server_cpu: float
+    client_cpu: float
 
     @property
     def rate(self) -> float:
@@ -188,12 +196,23 @@ async def load(server: Server, clients: int, per_client: int) -> LoadResult:
         except Exception as exc:  # counted, not fatal: the run reports every error
             errors.append(repr(exc)[:200])
 
+    # CPU time is counted as well as wall time: on a shared machine it does not
+    # depend on what other processes run (the clients share this process).
+    server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
     started = time.perf_counter()
     async with anyio.create_task_group() as group:
         for _ in range(clients):
             group.start_soon(one_client)
     seconds = time.perf_counter() - started
-    return LoadResult(len(latencies), errors, seconds, latencies, server.memory())
+    return LoadResult(
+        len(latencies),
+        errors,
+        seconds,
+        latencies,
+        server.memory(),
+        server.cpu_seconds() - server_cpu,
+        time.process_time() - client_cpu,
+    )
 
 
 async def main() -> None:
@@ -277,7 +296,9 @@ async def main() -> None:
             f"{result.rate:6.1f} calls/s, p50 {result.percentile(50) * 1000:6.1f} ms, "
             f"p99 {result.percentile(99) * 1000:6.1f} ms, "
             f"RSS after {result.memory['VmRSS'] / 1024:.0f} MiB "
-            f"(peak {result.memory['VmHWM'] / 1024:.0f} MiB)"
+            f"(peak {result.memory['VmHWM'] / 1024:.0f} MiB), CPU per call: "
+            f"server {result.server_cpu * 1000 / result.calls:.2f} ms, "
+            f"clients {result.client_cpu * 1000 / result.calls:.2f} ms"
         )
         for error in result.errors[:5]:
             print(f"      error: {error}")
@@ -285,7 +306,8 @@ async def main() -> None:
     print(
         f"   ratios to bare: time per call {b.rate / o.rate:.2f}, "
         f"p50 {o.percentile(50) / b.percentile(50):.2f}, "
-        f"p99 {o.percentile(99) / b.percentile(99):.2f} (goal <= 1.3)"
+        f"p99 {o.percentile(99) / b.percentile(99):.2f} (goal <= 1.3); "
+        f"server CPU per call {o.server_cpu / o.calls / (b.server_cpu / b.calls):.2f}"
     )
     if o.errors or b.errors:
         raise SystemExit("errors under load (goal: zero)")

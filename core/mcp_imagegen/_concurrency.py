@@ -65,6 +65,16 @@ async def gather(
     if limit is not None and limit < 1:
         raise ValueError(f"gather: limit must be at least 1, got {limit}.")
     calls = list(calls)
+    if len(calls) == 1:
+        # The common case (one image per call): a task group and a task for one
+        # call cost more than the call's own bookkeeping; the result, the error
+        # raised and cancellation are the same when it is awaited directly.
+        try:
+            return [await calls[0]()]
+        except Exception as exc:
+            if not return_exceptions:
+                raise
+            return [exc]
     limiter = anyio.CapacityLimiter(limit) if limit is not None else None
     results: list[Any] = [None] * len(calls)
 

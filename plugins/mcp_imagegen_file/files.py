@@ -76,6 +76,9 @@ def write_atomic(*files: tuple[Path, bytes]) -> None:
 class FileIO(FileLayout):
     """Saves, reads and deletes one image and its record."""
 
+    #: The shard folder the last save made sure of (see :meth:`_save_sync`).
+    _known_shard: Path | None = None
+
     async def save(self, record: ImageRecord, data: bytes) -> None:
         """Write the image and its record atomically; the record appears last."""
         validate_image_id(record.id)
@@ -95,7 +98,14 @@ class FileIO(FileLayout):
             # A sweep removes empty shards of past hours; a save into one (an
             # imported id) recreates it if the sweep raced it.
             for attempt in range(3):
-                image_path.parent.mkdir(parents=True, exist_ok=True)
+                # The shard of the current hour exists after its first save:
+                # skip the mkdir (a failed syscall and a stat) for the rest; a
+                # sweep that removed it meanwhile fails the write, and the
+                # retry makes it again.
+                shard = image_path.parent
+                if attempt or shard != self._known_shard:
+                    shard.mkdir(parents=True, exist_ok=True)
+                    self._known_shard = shard
                 try:
                     write_atomic(
                         (image_path, data),

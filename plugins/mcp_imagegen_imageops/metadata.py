@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from typing import Any, ClassVar
 from xml.sax.saxutils import escape, quoteattr
 
@@ -33,7 +34,7 @@ from mcp_imagegen import (
     PostProcessingError,
     ProcessingContext,
 )
-from mcp_imagegen.imaging import verify_image
+from mcp_imagegen.imaging import EncodedImage, verify_image
 from mcp_imagegen_imageops.containers import (
     EmbeddedMetadata,
     TextChunk,
@@ -59,6 +60,11 @@ _EXIF_SOFTWARE = 0x0131
 _EXIF_IFD = 0x8769
 _EXIF_USER_COMMENT = 0x9286
 _USER_COMMENT_UNICODE = b"UNICODE\x00"
+#: Inputs up to this size are processed on the event loop (see :func:`_small`).
+INLINE_MAX_BYTES = 256 * 1024
+#: ... when their pixels need inflating to be verified: at most this many.
+INLINE_MAX_PIXELS = 256 * 256
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # XML 1.0 cannot hold these characters at all, escaped or not.
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -89,6 +95,10 @@ class MetadataStep(ImageOpsStep):
     name: ClassVar[str] = "metadata"
     Settings: ClassVar[type[ComponentSettings]] = MetadataSettings
     settings: MetadataSettings
+
+    def runs_inline(self, image: GeneratedImage) -> bool:
+        """Small images are done on the event loop (see :func:`_small`)."""
+        return _small(image)
 
     def apply(
         self, image: GeneratedImage, context: ProcessingContext
@@ -156,6 +166,10 @@ class StripMetadataStep(ImageOpsStep):
     Settings: ClassVar[type[ComponentSettings]] = StripMetadataSettings
     settings: StripMetadataSettings
 
+    def runs_inline(self, image: GeneratedImage) -> bool:
+        """Small images are done on the event loop (see :func:`_small`)."""
+        return _small(image)
+
     def apply(
         self, image: GeneratedImage, context: ProcessingContext
     ) -> GeneratedImage:
@@ -170,6 +184,28 @@ class StripMetadataStep(ImageOpsStep):
             image.data, image.mime_type, keep_icc=self.settings.keep_icc
         )
         return image if data == image.data else image.model_copy(update={"data": data})
+
+
+def _small(image: GeneratedImage) -> bool:
+    """True when the metadata steps' work on ``image`` is a fraction of a ms.
+
+    Both steps rewrite the container (work in proportion to the bytes) after
+    :func:`verify_image`, which inflates the pixel data of plain bytes but only
+    reads the header of an :class:`EncodedImage`. So: at most
+    :data:`INLINE_MAX_BYTES`, and either encoded here or a PNG whose header
+    (what verification inflates by, not what the backend claims) announces at
+    most :data:`INLINE_MAX_PIXELS`. A 512x512 placeholder image (28 KB, encoded
+    here) qualifies: ~0.15 ms, against a worker-thread round trip.
+    """
+    data = image.data
+    if len(data) > INLINE_MAX_BYTES:
+        return False
+    if isinstance(data, EncodedImage):
+        return True
+    if len(data) < 24 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return False
+    width, height = struct.unpack_from(">II", data, 16)
+    return bool(width * height <= INLINE_MAX_PIXELS)
 
 
 # -- the recipe ----------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from mcp_imagegen_imageops.metadata import (
     XMP_NAMESPACE,
     MetadataSettings,
     MetadataStep,
+    StripMetadataSettings,
+    StripMetadataStep,
 )
 from mcp_imagegen_placeholder.backend import PlaceholderBackend, PlaceholderSettings
 from tests.imageops.conftest import encode, make_context, photo_pixels, reopen
@@ -362,3 +365,65 @@ async def test_metadata_step_does_not_inflate_bytes_encoded_in_this_process(
     assert inflations == [1]  # bytes from elsewhere are still checked in full
     assert trusted.data == checked.data
     assert type(trusted.data) is bytes  # new bytes: no longer vouched for
+
+
+# -- small images are done on the event loop; large ones in a worker thread -------
+
+
+class _ThreadRecordingStep(MetadataStep):
+    """The real step, noting the thread each ``apply`` runs in."""
+
+    threads: list[int]
+
+    def apply(
+        self, image: GeneratedImage, context: ProcessingContext
+    ) -> GeneratedImage:
+        self.threads.append(threading.get_ident())
+        return super().apply(image, context)
+
+
+@pytest.mark.parametrize(
+    ("size", "encoded_here", "on_loop"),
+    [
+        (64, False, True),  # a small PNG: verifying it inflates 12 KB at most
+        (256, False, True),
+        (257, False, False),  # more pixels to inflate: a worker thread
+        (300, True, True),  # encoded here (199 KB): only the header is read
+        (512, True, False),  # encoded here, but more than INLINE_MAX_BYTES
+    ],
+)
+async def test_metadata_step_runs_small_images_on_the_event_loop(
+    context: ProcessingContext, size: int, encoded_here: bool, on_loop: bool
+) -> None:
+    image = encode(photo_pixels(size, size))
+    if encoded_here:
+        image = image.model_copy(update={"data": imaging.EncodedImage(image.data)})
+    step = _ThreadRecordingStep(MetadataSettings())
+    step.threads = []
+
+    result = await step.process(image, context)
+
+    assert (step.threads == [threading.get_ident()]) is on_loop
+    # Same bytes either way: the worker thread is only where, not what.
+    assert result.data == MetadataStep(MetadataSettings()).apply(image, context).data
+
+
+async def test_strip_metadata_runs_small_images_on_the_event_loop(
+    context: ProcessingContext,
+) -> None:
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+
+    class Recording(StripMetadataStep):
+        def apply(
+            self, image: GeneratedImage, context: ProcessingContext
+        ) -> GeneratedImage:
+            seen.append(threading.get_ident())
+            return super().apply(image, context)
+
+    step = Recording(StripMetadataSettings())
+    await step.process(encode(photo_pixels(64, 64)), context)
+    await step.process(encode(photo_pixels(600, 600)), context)
+
+    assert seen[0] == loop_thread
+    assert seen[1] != loop_thread

@@ -750,6 +750,25 @@ async def test_remove_orphans_removes_empty_shards_of_past_hours(
     assert (await storage.get_record(again.id)) == again
 
 
+async def test_a_save_into_the_shard_a_sweep_just_removed_makes_it_again(
+    storage: FileStorage, image_dir: Path
+) -> None:
+    # The storage skips the mkdir for the shard its last save used; the sweep
+    # removing that very shard must not make the next save into it fail.
+    hour = datetime(2025, 5, 5, 7, tzinfo=UTC)
+    first, _ = await save_new(storage, image_id=new_image_id(hour))
+    await storage.delete(first.id)
+    await storage.remove_orphans(datetime.now(UTC))
+    assert os.listdir(image_dir) == []
+
+    again, _ = await save_new(
+        storage, image_id=new_image_id(hour + timedelta(minutes=1))
+    )
+
+    assert (await storage.get_record(again.id)) == again
+    assert (await storage.load(again.id)).record == again
+
+
 async def test_start_up_removes_leftovers_older_than_an_hour(image_dir: Path) -> None:
     old = [
         age(p, timedelta(minutes=61))

@@ -7,12 +7,15 @@ Inline image data shares one budget per call, ``server.max_inline_bytes``
 from __future__ import annotations
 
 import base64
+import copy
 from collections.abc import Callable
 from typing import Any, Literal
 
 import anyio
 from mcp.types import ContentBlock, ImageContent, ResourceLink, TextContent
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from mcp_imagegen._service import BackendInfo, ImageService
 from mcp_imagegen.errors import ImageNotFoundError
@@ -31,7 +34,46 @@ ImageLink = Callable[[str], str]
 # -- structured results (outputSchema) ------------------------------------------
 
 
-class ImageInfo(BaseModel):
+def _compact(schema: Any, resolve: Callable[[Any], Any]) -> Any:
+    """``schema`` with every ``$ref`` inlined and ``X | None`` as a type list."""
+    if isinstance(schema, list):
+        return [_compact(item, resolve) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if set(schema) == {"$ref"}:
+        return _compact(copy.deepcopy(resolve(schema)), resolve)
+    compact = {key: _compact(value, resolve) for key, value in schema.items()}
+    branches = compact.get("anyOf")
+    if branches and all(
+        isinstance(b, dict) and set(b) == {"type"} and isinstance(b["type"], str)
+        for b in branches
+    ):
+        del compact["anyOf"]
+        compact["type"] = [b["type"] for b in branches]
+    return compact
+
+
+class ResultModel(BaseModel):
+    """A tool's structured result, published as a self-contained outputSchema.
+
+    Every client validates each result against the outputSchema (the SDK's
+    client with jsonschema). Pydantic writes nested models as ``$ref`` into
+    ``$defs`` and ``X | None`` as ``anyOf``; resolving the references and trying
+    the branches made that check ~0.5 ms per generate_image result. The same
+    constraints, inlined and as ``"type": [X, "null"]``, check in ~0.13 ms.
+    """
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """The model's schema without references and with nullable type lists."""
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        compact: JsonSchemaValue = _compact(schema, handler.resolve_ref_schema)
+        return compact
+
+
+class ImageInfo(ResultModel):
     """One stored image, as tools report it."""
 
     id: str
@@ -72,7 +114,7 @@ class ImageInfo(BaseModel):
     )
 
 
-class GenerateResult(BaseModel):
+class GenerateResult(ResultModel):
     """Result of generate_image, transform_image, edit_image and ingest_image."""
 
     images: list[ImageInfo]
@@ -85,7 +127,7 @@ class GenerateResult(BaseModel):
     )
 
 
-class ImageList(BaseModel):
+class ImageList(ResultModel):
     """One page of list_images."""
 
     images: list[ImageInfo]
@@ -94,13 +136,13 @@ class ImageList(BaseModel):
     )
 
 
-class DeleteResult(BaseModel):
+class DeleteResult(ResultModel):
     """Result of delete_image."""
 
     deleted: str
 
 
-class BackendList(BaseModel):
+class BackendList(ResultModel):
     """Result of list_backends."""
 
     backends: list[BackendInfo]
