@@ -22,6 +22,8 @@ No ML: images are rendered with Pillow (see :mod:`tests.kserve.rendering`). Mode
   (answers after ``delay`` seconds, asynchronously, reporting
   ``in_flight_at_start``), ``fault-noimage`` (200 without
   image), ``fault-corrupt`` (200 with a truncated PNG), ``sleeping`` (never ready).
+  ``GET /test/disconnects`` counts ``fault-slow`` requests whose client hung up
+  before the answer (so a test sees a cancellation reach the predictor).
 
 Every PNG carries what the predictor received (``RECEIVED_KEY`` text chunk),
 including the ``host`` and ``authorization`` headers, so tests can check the wire.
@@ -372,6 +374,57 @@ class StripRoutePrefix:
         await self.app(scope, receive, send)
 
 
+#: Requests to ``fault-slow`` whose client went away before the answer.
+DISCONNECTS: collections.Counter[str] = collections.Counter()
+#: Where the test server tells ``DISCONNECTS`` (``{"fault-slow": n}``).
+DISCONNECTS_PATH = "/test/disconnects"
+
+
+class WatchDisconnects:
+    """ASGI middleware: counts ``fault-slow`` requests abandoned by their client.
+
+    Neither KServe nor Starlette tell a handler that its client left, so once
+    the request body is read this waits for the server's next message: an
+    ``http.disconnect`` before the answer started means the client aborted.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", "")) if scope["type"] == "http" else ""
+        if path == DISCONNECTS_PATH:
+            await JSONResponse(dict(DISCONNECTS))(scope, receive, send)
+            return
+        if "/fault-slow" not in path:
+            await self.app(scope, receive, send)
+            return
+        body_read = asyncio.Event()
+        answered = False
+
+        async def read(**_: Any) -> Any:
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body"):
+                body_read.set()
+            return message
+
+        async def answer(message: Any) -> None:
+            nonlocal answered
+            answered = answered or message["type"] == "http.response.start"
+            await send(message)
+
+        async def watch() -> None:
+            await body_read.wait()
+            if (await receive())["type"] == "http.disconnect" and not answered:
+                DISCONNECTS["fault-slow"] += 1
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await self.app(scope, read, answer)
+        finally:
+            watcher.cancel()
+
+
 async def _unauthorized(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=401, content={"error": str(exc)})
 
@@ -417,6 +470,7 @@ def main() -> None:
     from kserve.model_server import app  # the FastAPI app KServe serves
 
     app.add_middleware(StripRoutePrefix)
+    app.add_middleware(WatchDisconnects)
     app.add_exception_handler(Unauthorized, _unauthorized)
     ModelServer(http_port=args.http_port, enable_grpc=False).start(models())
 

@@ -56,7 +56,7 @@ async def test_server_advertises_tasks_and_the_tools_that_accept_them(
     assert capability.requests is not None and capability.requests.tools is not None
     assert capability.requests.tools.call is not None
     optional = {n for n, t in tools.items() if t.execution and t.execution.task_support}
-    assert optional == {"generate_image", "transform_image"}
+    assert optional == {"generate_image", "transform_image", "edit_image"}
     assert tools["generate_image"].execution.task_support == "optional"  # type: ignore[union-attr]
 
 

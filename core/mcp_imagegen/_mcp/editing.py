@@ -12,6 +12,7 @@ from pydantic.fields import FieldInfo
 
 from mcp_imagegen._mcp import fields
 from mcp_imagegen._mcp.content import GenerateResult, Inline, image_content
+from mcp_imagegen._mcp.generation import Background
 from mcp_imagegen._mcp.tools import (
     ToolContext,
     add_tool,
@@ -43,18 +44,17 @@ async def edit_image(
     postprocess: list[str] | None = None,
     inline: Inline = "preview",
     style: str | None = None,
+    wait: bool = True,
 ) -> Annotated[CallToolResult, GenerateResult]:
     """Edit an existing image from a prompt: a variation, or inpainting with a mask.
 
     The result is stored as a new image (the input is never changed) and
     returned like generate_image's; its source_image_id or origin names the input.
+    A long edit goes on in the background as generate_image's does
+    (generation_id, get_generation).
     """
     service = service_of(ctx)
-
-    async def report(
-        done: float, total: float | None = None, message: str | None = None
-    ) -> None:
-        await ctx.report_progress(done, total, message)
+    background = Background(ctx, "edit_image")
 
     with tool_errors("edit_image"):
         # The one resolution of styles, as generate_image's; only the size is
@@ -68,24 +68,29 @@ async def edit_image(
             backend=backend,
             postprocess=postprocess,
         )
-        stored = await service.edit(
-            image,
-            styled.prompt,
-            mask=mask,
-            strength=strength,
-            negative_prompt=styled.negative_prompt,
-            seed=seed,
-            steps=styled.steps,
-            guidance_scale=styled.guidance_scale,
-            width=width,
-            height=height,
-            backend=styled.backend,
-            postprocess=styled.postprocess,
-            output_format=output_format,
-            progress=report,
-            style=styled.style,
-        )
-        return await _result(ctx, [stored], inline)
+
+    async def run() -> CallToolResult:
+        with tool_errors("edit_image"):
+            stored = await service.edit(
+                image,
+                styled.prompt,
+                mask=mask,
+                strength=strength,
+                negative_prompt=styled.negative_prompt,
+                seed=seed,
+                steps=styled.steps,
+                guidance_scale=styled.guidance_scale,
+                width=width,
+                height=height,
+                backend=styled.backend,
+                postprocess=styled.postprocess,
+                output_format=output_format,
+                progress=background.report,
+                style=styled.style,
+            )
+            return await _result(ctx, [stored], inline)
+
+    return await background.call(run, wait=wait)
 
 
 async def ingest_image(
@@ -190,6 +195,12 @@ def _edit_fields(service: ImageService) -> dict[str, FieldInfo]:
         ),
         "inline": fields.inline(service),
         "style": style,
+        "wait": Field(
+            description="false: return at once with a generation_id for "
+            "get_generation instead of waiting (at most "
+            f"{int(service.settings.server.tasks.sync_wait.total_seconds())} s) "
+            "for the image."
+        ),
     }
 
 

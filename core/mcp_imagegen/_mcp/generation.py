@@ -1,8 +1,13 @@
-"""Tools that make images: ``generate_image`` and ``transform_image``."""
+"""Tools that make images: ``generate_image``, ``transform_image``, and the fallback.
+
+:class:`Background` is the fallback for clients without tasks, shared with
+``edit_image``.
+"""
 
 # No ``from __future__ import annotations``: the SDK reads these signatures
 # (and their Context parameter) as evaluated objects.
 
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Annotated, Any
 
@@ -28,7 +33,63 @@ from mcp_imagegen._tasks.protocol import principal
 from mcp_imagegen.models import StoredImage, TaskRecord
 
 #: Tools whose calls may run as MCP tasks.
-TASK_TOOLS = ("generate_image", "transform_image")
+TASK_TOOLS = ("generate_image", "transform_image", "edit_image")
+
+
+class Background:
+    """One call of a tool whose work may go on after the call answered.
+
+    The one fallback for clients without tasks, shared by the image-making
+    tools: :meth:`call` runs the work as the server's task, waits at most
+    ``server.tasks.sync_wait`` (none with ``wait=False``) and then answers with
+    the result or with the generation id for ``get_generation``.
+    :meth:`report` is the work's progress reporter: the task's status message,
+    and MCP progress while the caller still waits.
+
+    Args:
+        ctx: The tool call's context.
+        tool: The tool's name (errors and task records name it).
+    """
+
+    def __init__(self, ctx: ToolContext, tool: str) -> None:
+        self.ctx = ctx
+        self.tool = tool
+        #: Set once the call answered that the work continues.
+        self.detached = False
+
+    async def report(
+        self, done: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Report progress (a ``ProgressReporter``)."""
+        if message:
+            report_status(message)
+        if not self.detached:
+            # The caller may have gone (disconnected, or was answered that the
+            # generation continues): the work goes on regardless.
+            with suppress(Exception):
+                await self.ctx.report_progress(done, total, message)
+
+    async def call(
+        self, run: Callable[[], Awaitable[CallToolResult]], *, wait: bool = True
+    ) -> CallToolResult:
+        """The tool's answer: ``run``'s result, or that it continues."""
+        tasks = _tasks_of(self.ctx)
+        if tasks is None or current_task_id() is not None:
+            # Already a task's work (a task-augmented call), or no runner.
+            return await run()
+        with tool_errors(self.tool):
+            record = await tasks.start(
+                self.tool,
+                lambda: _as_json(run),
+                owner=principal(self.ctx.request_context),
+                detached=False,
+            )
+        timeout = tasks.settings.sync_wait.total_seconds() if wait else 0.0
+        done = await tasks.wait_local(record.task_id, timeout)
+        if done is not None:
+            return _finished(done)
+        self.detached = True
+        return _continues(await tasks.get(record.task_id, record.owner), tasks)
 
 
 async def generate_image(
@@ -58,18 +119,7 @@ async def generate_image(
     so with a generation_id; get_generation(generation_id) returns its images later.
     """
     service = service_of(ctx)
-    detached = False
-
-    async def report(
-        done: float, total: float | None = None, message: str | None = None
-    ) -> None:
-        if message:
-            report_status(message)
-        if not detached:
-            # The caller may have gone (disconnected, or was answered that the
-            # generation continues): the work goes on regardless.
-            with suppress(Exception):
-                await ctx.report_progress(done, total, message)
+    background = Background(ctx, "generate_image")
 
     with tool_errors("generate_image"):
         styled = service.apply_style(
@@ -99,30 +149,14 @@ async def generate_image(
         with tool_errors("generate_image"):
             stored = await service.generate(
                 request,
-                report,
+                background.report,
                 backend=styled.backend,
                 postprocess=styled.postprocess,
                 output_format=output_format,
             )
             return await _result(ctx, stored, inline)
 
-    tasks = _tasks_of(ctx)
-    if tasks is None or current_task_id() is not None:
-        # Already a task's work (a task-augmented call), or no runner.
-        return await run()
-    with tool_errors("generate_image"):
-        record = await tasks.start(
-            "generate_image",
-            lambda: _as_json(run),
-            owner=principal(ctx.request_context),
-            detached=False,
-        )
-    timeout = tasks.settings.sync_wait.total_seconds() if wait else 0.0
-    done = await tasks.wait_local(record.task_id, timeout)
-    if done is not None:
-        return _finished(done)
-    detached = True
-    return _continues(await tasks.get(record.task_id, record.owner), tasks)
+    return await background.call(run, wait=wait)
 
 
 async def get_generation(
@@ -213,9 +247,15 @@ async def transform_image(
     The original image is never changed.
     """
     service = service_of(ctx)
-    with tool_errors("transform_image"):
-        image = await service.transform(image_id, postprocess, output_format)
-        return await _result(ctx, [image], inline)
+
+    async def run() -> CallToolResult:
+        with tool_errors("transform_image"):
+            image = await service.transform(image_id, postprocess, output_format)
+            return await _result(ctx, [image], inline)
+
+    # A transform is quick, yet the same fallback keeps a slow storage from
+    # outlasting the client's wait.
+    return await Background(ctx, "transform_image").call(run)
 
 
 async def _result(

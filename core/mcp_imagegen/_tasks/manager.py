@@ -74,6 +74,7 @@ def report_status(message: str) -> None:
         job.record.status_message = message
         job.record.updated_at = _now()
         job.changed.set()
+        job.progressed.set()
 
 
 def _now() -> datetime:
@@ -90,6 +91,8 @@ class _Job:
     done: anyio.Event = field(default_factory=anyio.Event)
     #: Set when the record changed since the last notification.
     changed: anyio.Event = field(default_factory=anyio.Event)
+    #: Set when the status message changed since the record was last shared.
+    progressed: anyio.Event = field(default_factory=anyio.Event)
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     #: Whether the record lives in the store. A synchronous call's work is kept
     #: in this process only until the caller stops waiting for it (``detach``):
@@ -356,6 +359,7 @@ class TaskManager:
                 async with anyio.create_task_group() as group:
                     group.start_soon(self._heartbeat, job)
                     group.start_soon(self._notify, job)
+                    group.start_soon(self._share_progress, job)
                     self._queue.append(record.task_id)
                     try:
                         self._update_queue_messages()
@@ -417,6 +421,7 @@ class TaskManager:
                 if job.record.status_message != message:
                     job.record.status_message = message
                     job.changed.set()
+                    job.progressed.set()
 
     async def _heartbeat(self, job: _Job) -> None:
         interval = self.settings.heartbeat_interval.total_seconds()
@@ -437,6 +442,19 @@ class TaskManager:
                 log.warning(
                     "task_heartbeat_failed", error=f"{type(exc).__name__}: {exc}"
                 )
+
+    async def _share_progress(self, job: _Job) -> None:
+        # Other replicas read a detached task's progress from the store; the
+        # heartbeat alone (every heartbeat_interval) is too slow to follow it.
+        # At most one write per poll_interval: a client polls no faster, and a
+        # backend reporting every step must not cost a store write per step.
+        interval = self.settings.poll_interval.total_seconds()
+        while True:
+            await job.progressed.wait()
+            job.progressed = anyio.Event()
+            if job.detached:
+                await self._save(job)
+                await anyio.sleep(interval)
 
     async def _notify(self, job: _Job) -> None:
         if job.listener is None:
