@@ -4,7 +4,7 @@ In 2026-07-28 tasks left the core protocol for the ``io.modelcontextprotocol/tas
 extension, which the SDK's extension mechanism (``mcp.server.extension``) serves
 as it is: the identifier is advertised under ``capabilities.extensions`` of
 ``server/discover``, ``tasks/get``, ``tasks/update`` and ``tasks/cancel`` are
-``MethodBinding``\\ s gated to 2026-07-28, and ``intercept_tool_call`` answers a
+method bindings gated to 2026-07-28, and ``intercept_tool_call`` answers a
 call of a task tool with a ``CreateTaskResult`` (``resultType: "task"``). No
 middleware is needed here, unlike for 2025-11-25 (:mod:`.protocol`): on a
 2026-era connection the SDK leaves a result with an extension ``resultType`` to
