@@ -2,7 +2,8 @@
 # Install the Node tools the HTTP tests drive into a project-local folder:
 # Node 22 (the machine's Node may be older; the conformance suite needs
 # fs.globSync from Node 22), the official MCP conformance suite, the MCP
-# Inspector and the TypeScript SDK (a task-aware client), all pinned so a run
+# Inspector, the TypeScript SDK (a task-aware client) and ext-tasks (a
+# requester of the 2026-07-28 tasks extension), all pinned so a run
 # is reproducible and offline after the first.
 # The MCP App browser test (tests/app) adds playwright-core (it drives Debian's
 # chromium, never a downloaded browser), the ext-apps host bridge with its MCP
@@ -27,5 +28,6 @@ npm install --no-save --no-audit --no-fund --loglevel=error --prefix "$prefix" \
     @modelcontextprotocol/client@2.4.0 \
     zod@4.6.7 \
     esbuild@0.28.2 \
-    @modelcontextprotocol/sdk@1.32.2
+    @modelcontextprotocol/sdk@1.32.2 \
+    @modelcontextprotocol/ext-tasks@0.2.2
 touch "$prefix/.installed"

@@ -39,6 +39,7 @@ from mcp_imagegen._mcp.content import ImageLink
 from mcp_imagegen._mcp.tools import service_of
 from mcp_imagegen._service import ImageService
 from mcp_imagegen._tasks import TaskManager
+from mcp_imagegen._tasks.extension import TasksExtension
 from mcp_imagegen._tasks.protocol import TasksMiddleware
 
 log = structlog.get_logger("mcp_imagegen._mcp")
@@ -191,7 +192,10 @@ def build_mcp_server(
             client_logs,
             TasksMiddleware(tasks, generation.TASK_TOOLS),
         ],
-        extensions=[app.extension(service, built)],
+        extensions=[
+            app.extension(service, built),
+            TasksExtension(tasks, generation.TASK_TOOLS),
+        ],
     )
     # logging/setLevel (2025-11-25 and older; declares the logging capability).
     # The SDK's MCPServer has no option for it; the low-level server's public

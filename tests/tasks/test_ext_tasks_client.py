@@ -1,0 +1,135 @@
+"""A real requester of the 2026-07-28 tasks extension: npm ext-tasks.
+
+``@modelcontextprotocol/ext-tasks`` drives its task session over the TypeScript
+SDK's v2 client pinned to 2026-07-28, over stdio (the SDK starts the server)
+and streamable HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import MCP_IMAGEGEN_BIN
+from tests.http.conftest import StartServer, start_server  # noqa: F401
+from tests.node.tools import node_tools
+from tests.tasks.test_protocol import VOLATILE
+
+SCRIPT = Path(__file__).with_name("ext_tasks_client.mjs")
+#: Fast polls (the client honours pollIntervalMs), so progress is seen.
+POLL = "PT0.2S"
+
+
+@pytest.fixture(params=["stdio", "http"])
+def server_url(
+    request: pytest.FixtureRequest,
+    start_server: StartServer,  # noqa: F811
+    tmp_path: Path,
+) -> str | None:
+    """``None`` for stdio; else the URL of a server over streamable HTTP."""
+    if request.param == "stdio":
+        return None
+    server = start_server(
+        config={
+            "storage.file": {"directory": str(tmp_path / "images")},
+            "backends.placeholder": {"delay_ms": 100},
+            "server.tasks": {"poll_interval": 0.2},
+        }
+    )
+    return server.url
+
+
+def _run(
+    mode: str,
+    steps: int,
+    subprocess_env: dict[str, str],
+    tmp_path: Path,
+    server_url: str | None,
+) -> list[dict[str, Any]]:
+    tools = node_tools()
+    server_env = {
+        **subprocess_env,
+        "MCP_IMAGEGEN_STORAGE__FILE__DIRECTORY": str(tmp_path / "images"),
+        "MCP_IMAGEGEN_BACKENDS__PLACEHOLDER__DELAY_MS": "100",
+        "MCP_IMAGEGEN_SERVER__TASKS__POLL_INTERVAL": POLL,
+    }
+    where = {"SERVER_URL": server_url} if server_url else {}
+    arguments = {"prompt": "a lighthouse", "width": 64, "height": 64, "seed": 7}
+    with (tmp_path / "node.log").open("w") as errlog:
+        done = subprocess.run(
+            [str(tools.node), str(SCRIPT), mode],
+            env={
+                **tools.env(tmp_path / "home"),
+                "NODE_MODULES": str(tools.node_modules),
+                "SERVER_COMMAND": str(MCP_IMAGEGEN_BIN),
+                "SERVER_ENV": json.dumps(server_env),
+                "TOOL_ARGUMENTS": json.dumps({**arguments, "steps": steps}),
+                **where,
+            },
+            stdout=subprocess.PIPE,
+            stderr=errlog,
+            timeout=120,
+            check=False,
+        )
+    log = (tmp_path / "node.log").read_text()
+    assert done.returncode == 0, log
+    return [json.loads(line) for line in done.stdout.decode().splitlines()]
+
+
+def _images(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {k: v for k, v in image.items() if k not in VOLATILE}
+        for image in result["structuredContent"]["images"]
+    ]
+
+
+def test_ext_tasks_follows_a_task_to_the_synchronous_result(
+    subprocess_env: dict[str, str], tmp_path: Path, server_url: str | None
+) -> None:
+    events = _run("run", 12, subprocess_env, tmp_path, server_url)
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        by_type.setdefault(event["event"], []).append(event)
+
+    [connected] = by_type["connected"]
+    assert connected["era"] == "modern"
+    assert connected["extensions"]["io.modelcontextprotocol/tasks"] == {}
+    [created] = by_type["created"]
+    assert created["kind"] == "task"
+    statuses = [e["task"] for e in by_type["status"]]
+    assert {t["taskId"] for t in statuses} == {created["taskId"]}
+    assert statuses[0]["status"] == "working"
+    assert any("step" in (t.get("statusMessage") or "") for t in statuses)
+    assert statuses[-1]["status"] == "completed"
+    [outcome] = by_type["outcome"]
+    assert outcome["status"] == "completed"
+    [synchronous] = by_type["synchronous"]
+    result = outcome["result"]
+    assert not result.get("isError")
+    assert _images(result) == _images(synchronous["result"])
+    assert [c["type"] for c in result["content"]] == [
+        c["type"] for c in synchronous["result"]["content"]
+    ]
+
+
+def test_ext_tasks_cancels_a_task_mid_way_and_nothing_is_stored(
+    subprocess_env: dict[str, str], tmp_path: Path, server_url: str | None
+) -> None:
+    events = {
+        e["event"]: e for e in _run("cancel", 50, subprocess_env, tmp_path, server_url)
+    }
+
+    task_id = events["created"]["taskId"]
+    assert events["outcome"]["status"] == "cancelled"
+    after = events["after"]["result"]
+    assert (after["taskId"], after["status"]) == (task_id, "cancelled")
+    assert "result" not in after
+    for bad in ("unknown", "malformed"):
+        assert events[bad]["kind"] == "error"
+        assert events[bad]["error"]["code"] == -32602
+        assert "taskId" in events["unknown"]["error"]["message"]
+    assert not list((tmp_path / "images").rglob("*.png"))
