@@ -11,17 +11,15 @@ from pydantic import Field
 from pydantic.fields import FieldInfo
 
 from mcp_imagegen._mcp import fields
-from mcp_imagegen._mcp.content import GenerateResult, Inline, image_content
-from mcp_imagegen._mcp.generation import Background
+from mcp_imagegen._mcp.content import GenerateResult, Inline
+from mcp_imagegen._mcp.generation import Background, images_result
 from mcp_imagegen._mcp.tools import (
     ToolContext,
     add_tool,
-    link_of,
     service_of,
     tool_errors,
 )
 from mcp_imagegen._service import ImageService
-from mcp_imagegen.models import StoredImage
 
 
 async def edit_image(
@@ -88,7 +86,7 @@ async def edit_image(
                 progress=background.report,
                 style=styled.style,
             )
-            return await _result(ctx, [stored], inline)
+            return await images_result(ctx, [stored], inline)
 
     return await background.call(run, wait=wait)
 
@@ -106,22 +104,7 @@ async def ingest_image(
     """
     with tool_errors("ingest_image"):
         stored = await service_of(ctx).ingest(data=data, url=url, path=path)
-        return await _result(ctx, [stored], inline)
-
-
-async def _result(
-    ctx: ToolContext, stored: list[StoredImage], inline: Inline
-) -> CallToolResult:
-    content, infos = await image_content(
-        service_of(ctx),
-        [(image.record, image.data) for image in stored],
-        inline,
-        link_of(ctx),
-    )
-    return CallToolResult(
-        content=content,
-        structured_content=GenerateResult(images=infos).model_dump(mode="json"),
-    )
+        return await images_result(ctx, [stored], inline)
 
 
 def _sources(service: ImageService) -> str:

@@ -154,7 +154,7 @@ async def generate_image(
                 postprocess=styled.postprocess,
                 output_format=output_format,
             )
-            return await _result(ctx, stored, inline)
+            return await images_result(ctx, stored, inline)
 
     return await background.call(run, wait=wait)
 
@@ -251,14 +251,14 @@ async def transform_image(
     async def run() -> CallToolResult:
         with tool_errors("transform_image"):
             image = await service.transform(image_id, postprocess, output_format)
-            return await _result(ctx, [image], inline)
+            return await images_result(ctx, [image], inline)
 
     # A transform is quick, yet the same fallback keeps a slow storage from
     # outlasting the client's wait.
     return await Background(ctx, "transform_image").call(run)
 
 
-async def _result(
+async def images_result(
     ctx: ToolContext, stored: list[StoredImage], inline: Inline
 ) -> CallToolResult:
     """The tool result for images a call just stored."""
