@@ -368,3 +368,18 @@ async def test_a_truncated_png(
     ):
         text = await refused(connect, image_dir, tool, arguments)
         assert "truncated or corrupt" in text
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["data:text/plain;base64,QUJD", "data:image/png;base64", "data:image/png,QUJD"],
+)
+async def test_a_data_uri_that_is_not_base64_image_data(
+    connect: Callable[..., mcp.Client], image_dir: Path, uri: str
+) -> None:
+    text = await refused(
+        connect, image_dir, "edit_image", {"image": uri, "prompt": "x"}
+    )
+    assert text == (
+        "image: a data URI must look like data:image/png;base64,<base64 data>."
+    )

@@ -329,7 +329,7 @@ class Editor:
         name, value = given[0]
         reader = self.reader
         if name == "data":
-            raw = reader.read_data(value.strip(), name)
+            raw = await reader.read_data(value.strip(), name)
         elif name == "url":
             raw = await reader.fetch_url(value.strip(), name)
         else:
