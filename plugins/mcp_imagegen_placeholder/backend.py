@@ -13,10 +13,10 @@ a mask scales that opacity per pixel (white = change, black = keep exactly).
 from __future__ import annotations
 
 import hashlib
-import io
 import random
 import textwrap
 from functools import lru_cache
+from typing import IO, cast
 
 import anyio
 from PIL import Image, ImageDraw, ImageFont
@@ -130,13 +130,14 @@ class _Canvas:
         self._draw_caption()
         if self.request.image is not None:
             self.image = _edit(self.image, self.request)
-        buffer = io.BytesIO()
+        pieces = _Pieces()
         # Level 1 encodes several times faster than the default 6; placeholder
         # images are flat shapes, so the files stay small anyway.
-        self.image.save(buffer, format="PNG", compress_level=1)
+        # Only write() is used: Pillow casts its own chunk writers alike.
+        self.image.save(cast("IO[bytes]", pieces), format="PNG", compress_level=1)
         # Pillow's encoder wrote it just now: the metadata step need not inflate
         # it again to prove it whole (see EncodedImage).
-        return EncodedImage(buffer.getvalue())
+        return EncodedImage(b"".join(pieces))
 
     def _draw_caption(self) -> None:
         width, height = self.image.size
@@ -168,11 +169,27 @@ class _Canvas:
         self.draw.text((margin, margin), label, font=font, fill=(255, 255, 255, 200))
 
 
+class _Pieces(list[bytes]):
+    """A write-only file that keeps what is written, uncopied.
+
+    Pillow's PNG writer holds the GIL while it writes each 64 KB chunk; into a
+    ``BytesIO`` every write copies, and a growing buffer is copied again and
+    again, the GIL held throughout: a few megabytes of photo-like edit output
+    stalled the event loop. ``b"".join`` copies once, and drops the GIL to do it.
+    """
+
+    def write(self, data: bytes) -> int:
+        self.append(bytes(data))  # Pillow may pass a view it reuses
+        return len(data)
+
+
 def _edit(drawn: Image.Image, request: GenerationRequest) -> Image.Image:
     """``drawn`` laid over the request's image: opacity strength, times the mask."""
     assert request.image is not None
     size = drawn.size
-    source = open_image(request.image).convert("RGB")
+    source = open_image(request.image)
+    if source.mode != "RGB":  # convert() would copy even an RGB image
+        source = source.convert("RGB")
     if source.size != size:  # the service sizes it; another caller may not
         source = source.resize(size, Image.Resampling.LANCZOS)
     strength = DEFAULT_STRENGTH if request.strength is None else request.strength
