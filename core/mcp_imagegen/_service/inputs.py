@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import ipaddress
 import re
 import socket
 import ssl
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +38,7 @@ from PIL import Image
 
 from mcp_imagegen._ids import IMAGE_ID_PATTERN, validate_image_id
 from mcp_imagegen.errors import ConfigurationError, ValidationError
-from mcp_imagegen.imaging import ImageDecodeError, verify_image
+from mcp_imagegen.imaging import ImageDecodeError, open_image, verify_image
 
 if TYPE_CHECKING:
     from mcp_imagegen._config import InputsSettings
@@ -149,6 +151,44 @@ def verify_input(raw: RawInput, argument: str, max_pixels: int) -> Image.Image:
     """
     try:
         return verify_image(raw.data, max_pixels=max_pixels)
+    except ImageDecodeError as exc:
+        raise decode_error(exc, argument, max_pixels) from None
+
+
+def open_input(raw: RawInput, argument: str, max_pixels: int) -> Image.Image:
+    """The image's header (format, mode, size), no pixels: microseconds.
+
+    Enough to decide how an input will be used before paying for a check or a
+    decode: :func:`verify_input` when its bytes go on as they are,
+    :func:`decode_input` when its pixels are needed.
+
+    Raises:
+        ValidationError: as :func:`verify_input`, for bytes without a readable
+            header or with more than ``max_pixels`` pixels.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            header = Image.open(io.BytesIO(raw.data))  # reads the header only
+        if header.width * header.height <= max_pixels:
+            return header
+    except Exception:
+        pass  # verify_input names the problem, in its own words
+    return verify_input(raw, argument, max_pixels)
+
+
+def decode_input(raw: RawInput, argument: str, max_pixels: int) -> Image.Image:
+    """Decode ``raw`` fully (in a worker thread: CPU work), under ``max_pixels``.
+
+    A whole decode proves the bytes whole too: for an input whose pixels are
+    needed this replaces :func:`verify_input`, which would inflate a PNG once
+    to check it and then again to use it.
+
+    Raises:
+        ValidationError: as :func:`verify_input`.
+    """
+    try:
+        return open_image(raw.data, max_pixels=max_pixels)
     except ImageDecodeError as exc:
         raise decode_error(exc, argument, max_pixels) from None
 
