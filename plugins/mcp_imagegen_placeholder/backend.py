@@ -13,6 +13,7 @@ a mask scales that opacity per pixel (white = change, black = keep exactly).
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import textwrap
 from functools import lru_cache
@@ -63,28 +64,45 @@ class PlaceholderBackend(InferenceBackend):
             mask=True,
         )
 
+    _cpu: anyio.CapacityLimiter | None = None
+
+    def _cpu_limiter(self) -> anyio.CapacityLimiter:
+        """One worker thread per core for drawing and encoding, at most.
+
+        Every call draws in this process, CPU-bound. Four 2048² calls at once
+        ran four such threads on a 2-core machine: they finish no sooner than
+        two, and the event loop had to win a core and the GIL from all four.
+        Made on first use, inside the running event loop.
+        """
+        if self._cpu is None:
+            self._cpu = anyio.CapacityLimiter(max(1, os.cpu_count() or 1))
+        return self._cpu
+
     async def generate(
         self, request: GenerationRequest, progress: ProgressReporter
     ) -> list[GeneratedImage]:
         """Draw ``request.num_images`` images, reporting each step."""
         steps = min(request.steps or self.settings.default_steps, 50)
+        cpu = self._cpu_limiter()
         total = steps * request.num_images
         images = []
         for index in range(request.num_images):
             seed = request.seed_for(index)
             # Even the blank canvas costs tens of ms at 2048²: build it off the loop.
-            canvas = await anyio.to_thread.run_sync(_Canvas, request, seed)
+            canvas = await anyio.to_thread.run_sync(_Canvas, request, seed, limiter=cpu)
             for step in range(steps):
                 # Each step draws a share of the shapes in a worker thread, so the
                 # event loop (progress, cancellation, other calls) stays free.
-                await anyio.to_thread.run_sync(canvas.draw_step, step, steps)
+                await anyio.to_thread.run_sync(
+                    canvas.draw_step, step, steps, limiter=cpu
+                )
                 if self.settings.delay_ms:
                     await anyio.sleep(self.settings.delay_ms / 1000)
                 done = index * steps + step + 1
                 await progress(
                     done, total, f"image {index + 1}: step {step + 1}/{steps}"
                 )
-            data = await anyio.to_thread.run_sync(canvas.finish)
+            data = await anyio.to_thread.run_sync(canvas.finish, limiter=cpu)
             images.append(
                 GeneratedImage(
                     data=data,
