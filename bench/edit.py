@@ -6,13 +6,20 @@
    ratio, and where the extra time goes: reading the input (storage load),
    checking and sizing it, and the placeholder's own input decode and
    photo-like output encode (each timed alone).
+   The edit's own record splits it further: the backend's call (input
+   decode, drawing, compositing, output encode), the post-processing (the
+   ``metadata`` step and the sha256) and the save; the rest is the service
+   reading, checking and sizing the input.
 2. Worst event-loop lag while four 2048² edits run at once, from a ticker task
    that sleeps 5 ms and records how late it wakes (goal: < 20 ms), next to the
-   ticker alone (this machine's floor) and four 2048² generations (the
-   baseline). Each runs ``--rounds`` times; the median of the rounds' worst
-   lags is shown with the maximum.
+   ticker alone (this machine's floor), four threads of GIL-free CPU work
+   (zlib level 1 on 2048² pixels: what four busy threads alone cost the loop
+   on this machine), four 2048² generations (the baseline), and four 2048²
+   edits of inputs sent as ``data:`` URIs (about 13 MB of base64 each). Each
+   runs ``--rounds`` times; the median of the rounds' worst lags is shown
+   with the maximum.
 
-    .venv/bin/python bench/edit.py [--runs 9] [--rounds 3]
+    .venv/bin/python bench/edit.py [--runs 9] [--rounds 5] [--only speed|lag]
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import os
 import statistics
 import tempfile
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -72,8 +81,8 @@ async def median_ms(work: Callable[[], Awaitable[Any]], runs: int) -> float:
     return statistics.median(times)
 
 
-async def worst_lag_ms(work: Callable[[], Awaitable[Any]]) -> float:
-    """Run ``work`` beside a 5 ms ticker; return the worst lateness in ms."""
+async def worst_lag_ms(work: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
+    """Run ``work`` beside a 5 ms ticker; the worst lateness and its time, in ms."""
     lags: list[float] = []
     done = anyio.Event()
 
@@ -86,9 +95,11 @@ async def worst_lag_ms(work: Callable[[], Awaitable[Any]]) -> float:
     async with anyio.create_task_group() as group:
         group.start_soon(ticker)
         await anyio.sleep(0.05)
+        started = time.perf_counter()
         await work()
+        took = (time.perf_counter() - started) * 1000
         done.set()
-    return max(lags)
+    return max(lags), took
 
 
 async def speed(service: ImageService, runs: int) -> None:
@@ -114,6 +125,11 @@ async def speed(service: ImageService, runs: int) -> None:
             service.editor._prepare, raw, None, None, None, capabilities
         )
 
+    async def prepare_resized() -> None:
+        await anyio.to_thread.run_sync(
+            service.editor._prepare, raw, None, SIDE * 3 // 4, None, capabilities
+        )
+
     async def decode() -> None:
         await anyio.to_thread.run_sync(open_image, raw.data)
 
@@ -122,11 +138,32 @@ async def speed(service: ImageService, runs: int) -> None:
     async def encode() -> None:
         await anyio.to_thread.run_sync(encode_png, decoded)
 
+    stages: dict[str, list[float]] = {"backend": [], "postprocess": [], "save": []}
+    totals: list[float] = []
+
+    async def edit_recorded() -> None:
+        started = time.perf_counter()
+        stored = await service.edit(image_id, "a lighthouse at night", seed=1)
+        totals.append((time.perf_counter() - started) * 1000)
+        durations = stored.record.durations
+        stages["backend"].append(durations.generate_ms)
+        stages["postprocess"].append(durations.postprocess_ms)
+        stages["save"].append(durations.save_ms)
+
     gen_ms = await median_ms(generate, runs)
     edit_ms = await median_ms(edit, runs)
+    await median_ms(edit_recorded, runs)
+    del totals[0], stages["backend"][0], stages["postprocess"][0], stages["save"][0]
+    rest = [
+        total - sum(parts)
+        for total, *parts in zip(totals, *stages.values(), strict=True)
+    ]
     figures = {
         "input load (storage)": await median_ms(load, runs),
         "input check + sizing (PNG passed on as is)": await median_ms(prepare, runs),
+        f"input check + sizing (resized to {SIDE * 3 // 4}², re-encoded)": (
+            await median_ms(prepare_resized, runs)
+        ),
         "backend: input decode": await median_ms(decode, runs),
         "backend: photo-like output PNG encode": await median_ms(encode, runs),
     }
@@ -134,8 +171,19 @@ async def speed(service: ImageService, runs: int) -> None:
         f"  generate {gen_ms:7.1f} ms | edit {edit_ms:7.1f} ms | "
         f"ratio {edit_ms / gen_ms:.2f}"
     )
+    names = {
+        "backend": "backend call (decode, draw, composite, encode)",
+        "postprocess": "metadata step + sha256",
+        "save": "save (file storage)",
+    }
+    for key, values in stages.items():
+        print(f"  edit stage: {names[key]:47} {statistics.median(values):7.1f} ms")
+    print(
+        f"  edit stage: {'service: read, check, size input; the rest':47} "
+        f"{statistics.median(rest):7.1f} ms"
+    )
     for name, ms in figures.items():
-        print(f"  of the edit: {name:45} {ms:7.1f} ms")
+        print(f"  of the edit: {name:52} {ms:7.1f} ms")
 
 
 async def loop_lag(service: ImageService, rounds: int) -> None:
@@ -153,21 +201,51 @@ async def loop_lag(service: ImageService, rounds: int) -> None:
             for seed, image_id in enumerate(ids):
                 group.start_soon(_edit, service, image_id, seed)
 
+    uris = [photo_data_uri(BIG, seed) for seed in range(CONCURRENT)]
+    pixels = open_image(await _load(service, ids[0])).tobytes()
+
+    def compress() -> None:
+        zlib.compress(pixels, 1)  # releases the GIL while it works
+
+    async def busy_threads() -> None:
+        async with anyio.create_task_group() as group:
+            for _ in range(CONCURRENT):
+                group.start_soon(anyio.to_thread.run_sync, compress)
+
+    async def uri_edits() -> None:
+        async with anyio.create_task_group() as group:
+            for seed, uri in enumerate(uris):
+                group.start_soon(_edit, service, uri, seed)
+
     async def generations() -> None:
         async with anyio.create_task_group() as group:
             for seed in range(CONCURRENT):
                 group.start_soon(_generate, service, seed)
 
-    results: dict[str, list[float]] = {"idle": [], "generations": [], "edits": []}
+    scenarios = {
+        "idle": idle,
+        "busy threads": busy_threads,
+        "generations": generations,
+        "edits": edits,
+        "edits (data:)": uri_edits,
+    }
+    results: dict[str, list[float]] = {name: [] for name in scenarios}
+    walls: dict[str, list[float]] = {name: [] for name in scenarios}
     for _ in range(rounds):
-        results["idle"].append(await worst_lag_ms(idle))
-        results["generations"].append(await worst_lag_ms(generations))
-        results["edits"].append(await worst_lag_ms(edits))
+        for name, work in scenarios.items():
+            lag, wall = await worst_lag_ms(work)
+            results[name].append(lag)
+            walls[name].append(wall)
     for name, lags in results.items():
         print(
-            f"  {name:11}: worst lag median {statistics.median(lags):6.1f} ms, "
-            f"max {max(lags):6.1f} ms over {rounds} rounds"
+            f"  {name:13}: worst lag median {statistics.median(lags):6.1f} ms, "
+            f"max {max(lags):6.1f} ms over {rounds} rounds; all four done in "
+            f"{statistics.median(walls[name]):6.0f} ms"
         )
+
+
+async def _load(service: ImageService, image_id: str) -> bytes:
+    return (await service.editor.reader.read(image_id, "image")).data
 
 
 async def _generate(service: ImageService, seed: int) -> None:
@@ -179,8 +257,10 @@ async def _edit(service: ImageService, image_id: str, seed: int) -> None:
     await service.edit(image_id, "a lighthouse at night", seed=seed)
 
 
-async def main(runs: int, rounds: int) -> None:
+async def main(runs: int, rounds: int, only: str | None) -> None:
     configure_logging(LoggingSettings(level="warning"))
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"load average {load} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="bench-edit-") as directory:
         settings = settings_from_dict(
             {
@@ -189,13 +269,16 @@ async def main(runs: int, rounds: int) -> None:
             }
         )
         async with build_service(settings) as service:
-            await speed(service, runs)
-            await loop_lag(service, rounds)
+            if only in (None, "speed"):
+                await speed(service, runs)
+            if only in (None, "lag"):
+                await loop_lag(service, rounds)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=9)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--only", choices=["speed", "lag"])
     arguments = parser.parse_args()
-    anyio.run(main, arguments.runs, arguments.rounds)
+    anyio.run(main, arguments.runs, arguments.rounds, arguments.only)

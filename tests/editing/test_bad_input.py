@@ -368,3 +368,37 @@ async def test_a_truncated_png(
     ):
         text = await refused(connect, image_dir, tool, arguments)
         assert "truncated or corrupt" in text
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["data:text/plain;base64,QUJD", "data:image/png;base64", "data:image/png,QUJD"],
+)
+async def test_a_data_uri_that_is_not_base64_image_data(
+    connect: Callable[..., mcp.Client], image_dir: Path, uri: str
+) -> None:
+    text = await refused(
+        connect, image_dir, "edit_image", {"image": uri, "prompt": "x"}
+    )
+    assert text == (
+        "image: a data URI must look like data:image/png;base64,<base64 data>."
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "extra"),
+    [("RGB", {"width": 48}), ("RGBA", {})],
+    ids=["resized", "flattened"],
+)
+async def test_a_truncated_png_whose_pixels_are_needed(
+    connect: Callable[..., mcp.Client],
+    image_dir: Path,
+    mode: str,
+    extra: dict[str, Any],
+) -> None:
+    # Not passed on as it is: decoded once for its pixels, and that decode is
+    # the whole-file check.
+    whole = png(Image.frombytes(mode, (96, 64), os.urandom(96 * 64 * len(mode))))
+    arguments = {"image": data_uri(whole[:-40]), "prompt": "x"} | extra
+    text = await refused(connect, image_dir, "edit_image", arguments)
+    assert text.startswith("image: The image is truncated or corrupt"), text

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
+import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcp_imagegen._config import LimitsSettings, load_settings
 from mcp_imagegen._service.editing import target_size
-from mcp_imagegen._service.inputs import address_allowed, host_allowed, url_origin
-from mcp_imagegen.errors import ConfigurationError
+from mcp_imagegen._service.inputs import (
+    address_allowed,
+    decode_base64,
+    host_allowed,
+    url_origin,
+)
+from mcp_imagegen.errors import ConfigurationError, ValidationError
 from mcp_imagegen.models import Capabilities
 
 
@@ -121,3 +131,40 @@ def test_a_bad_network_names_the_key(
 
     with pytest.raises(ConfigurationError, match=r"inputs\.allowed_networks"):
         load_settings()
+
+
+def _strict_b64decode(text: str) -> bytes | None:
+    """What a data URI's payload meant before it was decoded in steps."""
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    text=st.one_of(
+        st.binary(max_size=60).map(lambda raw: base64.b64encode(raw).decode()),
+        st.text(alphabet="AQUJDab01+/= \n\t\r=é", max_size=40),
+    ),
+    step=st.integers(min_value=1, max_value=12),
+)
+def test_base64_in_steps_is_strict_base64(text: str, step: int) -> None:
+    # Decoded a few characters at a time (to let the event loop run between
+    # steps), every payload means exactly what one strict decode makes of it.
+    expected = _strict_b64decode(text)
+    if expected is None:
+        with pytest.raises(ValidationError, match="image: the data is not valid"):
+            decode_base64(text, "image", 1 << 20, step)
+    else:
+        assert decode_base64(text, "image", 1 << 20, step) == expected
+
+
+def test_a_large_wrapped_data_uri_decodes_exactly() -> None:
+    # Several steps' worth, wrapped at 76 columns as MIME tools do.
+    raw = random.Random(3).randbytes(3 * 1024 * 1024 + 2)
+    encoded = base64.b64encode(raw).decode()
+    wrapped = "\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    assert decode_base64(wrapped, "image", len(raw)) == raw
+    with pytest.raises(ValidationError, match=r"more than inputs.max_bytes = 3145728"):
+        decode_base64(wrapped, "image", 3 * 1024 * 1024)

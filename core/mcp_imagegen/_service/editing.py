@@ -25,6 +25,8 @@ from mcp_imagegen._service.inputs import (
     InputReader,
     RawInput,
     decode_error,
+    decode_input,
+    open_input,
     verify_input,
 )
 from mcp_imagegen._service.pipeline import Pipeline, _release_after
@@ -178,6 +180,20 @@ def prepare_inputs(
     return image_png, mask_png
 
 
+def _checked(
+    raw: RawInput,
+    header: Image.Image,
+    argument: str,
+    mode: str,
+    size: tuple[int, int],
+    max_pixels: int,
+) -> Image.Image:
+    """The input proven whole: checked when passed on as is, else decoded."""
+    if _is_png(header, mode, size):
+        return verify_input(raw, argument, max_pixels)
+    return decode_input(raw, argument, max_pixels)
+
+
 def _is_png(image: Image.Image, mode: str, size: tuple[int, int]) -> bool:
     return image.format == "PNG" and image.mode == mode and image.size == size
 
@@ -291,14 +307,25 @@ class Editor:
         height: int | None,
         capabilities: Capabilities,
     ) -> tuple[tuple[int, int], bytes, bytes | None]:
-        """Decode, check, size and encode the inputs (CPU work: a worker thread)."""
+        """Check, size and encode the inputs (CPU work: a worker thread).
+
+        Headers first: an input that goes on as it is (a PNG of the edit's
+        size and mode) is only proven whole; any other is decoded once, which
+        proves it whole too, and its pixels are then resized or converted.
+        """
         max_pixels = self.settings.inputs.max_pixels
-        checked = verify_input(raw, "image", max_pixels)
-        checked_mask = (
-            None if raw_mask is None else verify_input(raw_mask, "mask", max_pixels)
+        header = open_input(raw, "image", max_pixels)
+        mask_header = (
+            None if raw_mask is None else open_input(raw_mask, "mask", max_pixels)
         )
         size = target_size(
-            checked.size, width, height, capabilities, self.settings.limits
+            header.size, width, height, capabilities, self.settings.limits
+        )
+        checked = _checked(raw, header, "image", "RGB", size, max_pixels)
+        checked_mask = (
+            None
+            if raw_mask is None or mask_header is None
+            else _checked(raw_mask, mask_header, "mask", "L", size, max_pixels)
         )
         image_png, mask_png = prepare_inputs(
             checked,
@@ -329,7 +356,7 @@ class Editor:
         name, value = given[0]
         reader = self.reader
         if name == "data":
-            raw = reader.read_data(value.strip(), name)
+            raw = await reader.read_data(value.strip(), name)
         elif name == "url":
             raw = await reader.fetch_url(value.strip(), name)
         else:

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import ipaddress
 import re
 import socket
 import ssl
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +38,7 @@ from PIL import Image
 
 from mcp_imagegen._ids import IMAGE_ID_PATTERN, validate_image_id
 from mcp_imagegen.errors import ConfigurationError, ValidationError
-from mcp_imagegen.imaging import ImageDecodeError, verify_image
+from mcp_imagegen.imaging import ImageDecodeError, open_image, verify_image
 
 if TYPE_CHECKING:
     from mcp_imagegen._config import InputsSettings
@@ -48,6 +50,10 @@ _BUFFER_NAME = re.compile(
 )
 #: How much of a download is read at a time.
 _CHUNK = 64 * 1024
+#: Base64 characters decoded per step (about 1 ms of GIL each; see decode_base64).
+#: A data URI no longer than this is decoded on the event loop: a thread hop
+#: would cost more.
+_BASE64_STEP = 512 * 1024
 #: The forms an image argument accepts, for error messages.
 ACCEPTED = (
     "a stored image id, an image://{id} URI, a data:image/...;base64, URI, or "
@@ -149,6 +155,44 @@ def verify_input(raw: RawInput, argument: str, max_pixels: int) -> Image.Image:
         raise decode_error(exc, argument, max_pixels) from None
 
 
+def open_input(raw: RawInput, argument: str, max_pixels: int) -> Image.Image:
+    """The image's header (format, mode, size), no pixels: microseconds.
+
+    Enough to decide how an input will be used before paying for a check or a
+    decode: :func:`verify_input` when its bytes go on as they are,
+    :func:`decode_input` when its pixels are needed.
+
+    Raises:
+        ValidationError: as :func:`verify_input`, for bytes without a readable
+            header or with more than ``max_pixels`` pixels.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            header = Image.open(io.BytesIO(raw.data))  # reads the header only
+        if header.width * header.height <= max_pixels:
+            return header
+    except Exception:
+        pass  # verify_input names the problem, in its own words
+    return verify_input(raw, argument, max_pixels)
+
+
+def decode_input(raw: RawInput, argument: str, max_pixels: int) -> Image.Image:
+    """Decode ``raw`` fully (in a worker thread: CPU work), under ``max_pixels``.
+
+    A whole decode proves the bytes whole too: for an input whose pixels are
+    needed this replaces :func:`verify_input`, which would inflate a PNG once
+    to check it and then again to use it.
+
+    Raises:
+        ValidationError: as :func:`verify_input`.
+    """
+    try:
+        return open_image(raw.data, max_pixels=max_pixels)
+    except ImageDecodeError as exc:
+        raise decode_error(exc, argument, max_pixels) from None
+
+
 def decode_error(exc: Exception, argument: str, max_pixels: int) -> ValidationError:
     """The error for bytes that do not decode: what was wrong and what is accepted."""
     # Pillow names its in-memory file ("<_io.BytesIO object at 0x...>"): noise.
@@ -157,6 +201,64 @@ def decode_error(exc: Exception, argument: str, max_pixels: int) -> ValidationEr
         f"{argument}: {problem}. Give a PNG, JPEG, WebP or GIF image "
         f"(at most {max_pixels} pixels, inputs.max_pixels)."
     )
+
+
+def decode_base64(
+    text: str, argument: str, limit: int, step: int | None = None, start: int = 0
+) -> bytes:
+    """Strict base64 (whitespace ignored) to bytes, ``step`` characters at a time.
+
+    ``text[start:]`` is decoded (``start`` saves copying a data URI's payload).
+
+    Same result and errors as ``base64.b64decode("".join(text.split()),
+    validate=True)``, but each step holds the GIL about a millisecond, so the
+    event loop and other threads run between steps (the interpreter switches
+    threads only between bytecodes, never inside one long C call). Stops as
+    soon as the output would pass ``limit`` bytes.
+
+    Raises:
+        ValidationError: naming ``argument``, for invalid base64 or more than
+            ``limit`` (``inputs.max_bytes``) bytes.
+    """
+    step = step or _BASE64_STEP
+    too_large = ValidationError(
+        f"{argument}: the data holds more than inputs.max_bytes = {limit} "
+        "bytes. Send a smaller image."
+    )
+    parts: list[bytes] = []
+    # Undecoded characters: the last whole 4-character group and what follows
+    # it, and from the first "=" on everything. Padding is legal only at the
+    # end, and the standard library's strict rules there are subtle: the tail
+    # is decoded by it in one call, so results and errors stay exactly its own.
+    carry = ""
+    tail: list[str] = []
+    chars = 0
+    try:
+        for begin in range(start, len(text), step):
+            cleaned = "".join(text[begin : begin + step].split())
+            chars += len(cleaned)
+            if chars // 4 * 3 - 2 > limit:  # padding shortens the last group
+                raise too_large
+            if tail or "=" in cleaned:
+                tail.append(cleaned)
+                continue
+            window = carry + cleaned
+            ready = max(0, len(window) // 4 * 4 - 4)
+            if ready:
+                parts.append(base64.b64decode(window[:ready], validate=True))
+            carry = window[ready:]
+        rest = carry + "".join(tail)
+        if rest:
+            parts.append(base64.b64decode(rest, validate=True))
+    except (binascii.Error, ValueError):
+        raise ValidationError(f"{argument}: the data is not valid base64.") from None
+    data = b"".join(parts)  # one copy; bytes.join drops the GIL past 1 MB
+    if len(data) > limit:
+        raise ValidationError(
+            f"{argument}: the data holds {len(data)} bytes, more than "
+            f"inputs.max_bytes = {limit}. Send a smaller image."
+        )
+    return data
 
 
 class InputReader:
@@ -188,7 +290,7 @@ class InputReader:
         text = value.strip()
         lowered = text[:10].lower()
         if lowered.startswith("data:"):
-            return self.read_data(text, argument)
+            return await self.read_data(text, argument)
         if lowered.startswith("image://"):
             return await self._read_stored(text[len("image://") :], argument)
         if lowered.startswith(("http://", "https://")):
@@ -209,36 +311,35 @@ class InputReader:
 
     # -- data URIs ---------------------------------------------------------------
 
-    def read_data(self, value: str, argument: str) -> RawInput:
+    async def read_data(self, value: str, argument: str) -> RawInput:
         """Decode a ``data:image/...;base64,`` URI (or bare base64) to bytes.
+
+        A large one is decoded in a worker thread, step by step (see
+        :func:`decode_base64`): base64 decoding holds the GIL, and a 20 MB
+        upload decoded on the event loop, or in one call, would stall every
+        other request for tens of milliseconds.
 
         Raises:
             ValidationError: for another kind of data URI, invalid base64 or
                 more than ``inputs.max_bytes`` bytes.
         """
-        payload = value
+        if len(value) <= _BASE64_STEP:
+            return self._read_data(value, argument)
+        return await anyio.to_thread.run_sync(self._read_data, value, argument)
+
+    def _read_data(self, value: str, argument: str) -> RawInput:
+        start = 0
         if value[:5].lower() == "data:":
-            header, comma, payload = value.partition(",")
-            media = header[5:].lower()
-            if not comma or not media.startswith("image/") or ";base64" not in media:
+            # An offset, not partition(): that would copy megabytes, GIL held.
+            comma = value.find(",")
+            media = value[5 : max(comma, 0)].lower()
+            if comma < 0 or not media.startswith("image/") or ";base64" not in media:
                 raise ValidationError(
                     f"{argument}: a data URI must look like "
                     "data:image/png;base64,<base64 data>."
                 )
-        payload = "".join(payload.split())
-        limit = self.settings.max_bytes
-        size = len(payload) * 3 // 4
-        if size > limit:
-            raise ValidationError(
-                f"{argument}: the data holds about {size} bytes, more than "
-                f"inputs.max_bytes = {limit}. Send a smaller image."
-            )
-        try:
-            data = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValidationError(
-                f"{argument}: the data is not valid base64."
-            ) from None
+            start = comma + 1
+        data = decode_base64(value, argument, self.settings.max_bytes, start=start)
         return RawInput(data, origin="upload")
 
     # -- local files ---------------------------------------------------------------
