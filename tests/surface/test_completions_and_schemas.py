@@ -118,6 +118,20 @@ async def test_the_server_declares_completions_and_logging(
     assert capabilities.logging is not None
 
 
+async def test_the_instructions_name_every_tool_and_the_guidance(
+    make_server: Callable[..., ImageGenServer],
+) -> None:
+    async with mcp.Client(make_server()) as client:
+        instructions = client.instructions or ""
+        tools = [tool.name for tool in (await client.list_tools()).tools]
+
+    # The instructions are how a model learns what the server offers: a tool
+    # added without a word there is one the model may never reach for.
+    assert tools
+    for name in [*tools, "style://list", "prompt-guide", "generation_id"]:
+        assert name in instructions, name
+
+
 def _enum(schema: dict[str, Any]) -> list[str]:
     for branch in schema.get("anyOf", [schema]):
         if "enum" in branch:

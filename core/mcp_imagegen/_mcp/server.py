@@ -45,11 +45,17 @@ from mcp_imagegen._tasks.protocol import TasksMiddleware
 log = structlog.get_logger("mcp_imagegen._mcp")
 
 INSTRUCTIONS = (
-    "Generates images from text prompts. Call generate_image; each image is "
-    "stored and returned as a preview, an image:// resource link and a "
-    "path or URL. list_images / get_image / delete_image manage stored images. "
-    "Its style argument applies a named look (see the style://list resource); "
-    "the prompt-guide prompt explains how to prompt and what this server offers."
+    "Generates and edits images. generate_image makes images from a text "
+    "prompt; edit_image repaints a stored image (or a data: URI) from a "
+    "prompt, optionally only where a mask is white; ingest_image stores an "
+    "outside image for editing; transform_image applies post-processing steps. "
+    "Each image is stored and returned as a preview, an image:// resource link "
+    "and a path or URL; list_images / get_image / delete_image manage them; "
+    "list_backends shows the backends. The style argument applies a named "
+    "look (see the style://list resource); the prompt-guide prompt explains "
+    "how to prompt and what this server offers. A long call may answer with "
+    "a generation_id instead of images: call get_generation with it for the "
+    "status and, once done, the result."
 )
 
 
