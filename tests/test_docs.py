@@ -166,3 +166,37 @@ def test_readme_starts_with_the_two_front_door_commands() -> None:
 
     assert "make run" in first_block
     assert "make test" in first_block
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of a document's headings (lower case, spaces to -)."""
+    return {
+        re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        for heading in re.findall(r"^#+ (.+)$", markdown, re.M)
+    }
+
+
+def test_relative_links_in_the_docs_lead_somewhere() -> None:
+    pages = [
+        ROOT / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+        *sorted(ROOT.glob("examples/*/README.md")),
+    ]
+    checked, broken = 0, []
+    for page in pages:
+        # Links inside code blocks are examples, not links.
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        for link in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", link):  # http:, https:, mailto:
+                continue
+            path, _, fragment = link.partition("#")
+            target = (page.parent / path).resolve() if path else page
+            checked += 1
+            if not target.exists():
+                broken.append(f"{page.name}: {link} (no such file)")
+            elif fragment and target.suffix == ".md":
+                if fragment not in _anchors(target.read_text()):
+                    broken.append(f"{page.name}: {link} (no such heading)")
+
+    assert checked > 50
+    assert not broken, broken
