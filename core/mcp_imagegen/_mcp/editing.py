@@ -126,7 +126,6 @@ def _sources(service: ImageService) -> str:
 def _edit_fields(service: ImageService) -> dict[str, FieldInfo]:
     defaults = service.settings.generation
     sources = _sources(service)
-    chain = ", ".join(defaults.postprocess) or "none"
     styled = fields.style(service)
     style: FieldInfo = Field(
         description=f"{styled.description} An edit keeps its input's size.",
@@ -144,21 +143,14 @@ def _edit_fields(service: ImageService) -> dict[str, FieldInfo]:
             "ignores it; default 0.6.",
             json_schema_extra=fields.number_schema(minimum=0, maximum=1),
         ),
-        "seed": Field(
-            description="Seed for reproducible results; random if omitted.",
-            json_schema_extra=fields.number_schema(minimum=0, maximum=2**32 - 1),
-        ),
+        "seed": fields.seed(),
         "steps": Field(
             description="Inference steps; omit for the backend's default.",
             json_schema_extra=fields.number_schema(
                 minimum=1, maximum=service.settings.limits.max_steps
             ),
         ),
-        "guidance_scale": Field(
-            description="How strictly to follow the prompt (0-50); omit for the "
-            "backend's default.",
-            json_schema_extra=fields.number_schema(minimum=0, maximum=50),
-        ),
+        "guidance_scale": fields.guidance_scale(),
         "width": Field(
             description="Width of the result; default the input's (fitted to the "
             "limits, rounded to the side multiple; a lone height keeps the "
@@ -171,19 +163,10 @@ def _edit_fields(service: ImageService) -> dict[str, FieldInfo]:
             json_schema_extra=fields.enum_schema(sorted(service.backends)),
         ),
         "output_format": fields.output_format(service),
-        "postprocess": fields.steps(
-            service,
-            "Post-processing steps replacing the default chain "
-            f"({chain}), in order; [] for none.",
-        ),
+        "postprocess": fields.chain(service),
         "inline": fields.inline(service),
         "style": style,
-        "wait": Field(
-            description="false: return at once with a generation_id for "
-            "get_generation instead of waiting (at most "
-            f"{int(service.settings.server.tasks.sync_wait.total_seconds())} s) "
-            "for the image."
-        ),
+        "wait": fields.wait(service, "the image"),
     }
 
 

@@ -80,6 +80,45 @@ def steps(service: ImageService, description: str) -> FieldInfo:
     return field
 
 
+def seed(note: str = "") -> FieldInfo:
+    """A seed: any 32-bit unsigned number, random when omitted."""
+    field: FieldInfo = Field(
+        description=f"Seed for reproducible results; random if omitted.{note}",
+        json_schema_extra=number_schema(minimum=0, maximum=2**32 - 1),
+    )
+    return field
+
+
+def guidance_scale() -> FieldInfo:
+    """The guidance scale, within the range every backend accepts."""
+    field: FieldInfo = Field(
+        description="How strictly to follow the prompt (0-50, typically "
+        "5-9). Omit for the backend's default.",
+        json_schema_extra=number_schema(minimum=0, maximum=50),
+    )
+    return field
+
+
+def chain(service: ImageService) -> FieldInfo:
+    """A request's post-processing chain, which replaces the configured one."""
+    default = ", ".join(service.settings.generation.postprocess) or "none"
+    return steps(
+        service,
+        f"Post-processing steps replacing the default chain ({default}), in "
+        "order; [] for none.",
+    )
+
+
+def wait(service: ImageService, what: str) -> FieldInfo:
+    """``wait``: whether to wait up to ``server.tasks.sync_wait`` for ``what``."""
+    sync_wait = int(service.settings.server.tasks.sync_wait.total_seconds())
+    field: FieldInfo = Field(
+        description="false: return at once with a generation_id for "
+        f"get_generation instead of waiting (at most {sync_wait} s) for {what}."
+    )
+    return field
+
+
 def inline(service: ImageService) -> FieldInfo:
     """What image data a tool returns, and the configured inline cap."""
     field: FieldInfo = Field(

@@ -279,7 +279,6 @@ async def images_result(
 
 def _generate_fields(service: ImageService) -> dict[str, FieldInfo]:
     limits, defaults = service.settings.limits, service.settings.generation
-    chain = ", ".join(defaults.postprocess) or "none"
     return {
         "width": fields.side(service, "Width"),
         "height": fields.side(service, "Height"),
@@ -290,40 +289,23 @@ def _generate_fields(service: ImageService) -> dict[str, FieldInfo]:
                 minimum=1, maximum=limits.max_images
             ),
         ),
-        "seed": Field(
-            description="Seed for reproducible results; random if omitted. "
-            "Image i of the call uses seed + i.",
-            json_schema_extra=fields.number_schema(minimum=0, maximum=2**32 - 1),
-        ),
+        "seed": fields.seed(" Image i of the call uses seed + i."),
         "steps": Field(
             description=f"Inference steps (1-{limits.max_steps}); more is "
             "slower and usually finer. Omit for the backend's default.",
             json_schema_extra=fields.number_schema(minimum=1, maximum=limits.max_steps),
         ),
-        "guidance_scale": Field(
-            description="How strictly to follow the prompt (0-50, typically "
-            "5-9). Omit for the backend's default.",
-            json_schema_extra=fields.number_schema(minimum=0, maximum=50),
-        ),
+        "guidance_scale": fields.guidance_scale(),
         "backend": Field(
             description="Backend instance (see list_backends); default "
             f"'{defaults.backend}'.",
             json_schema_extra=fields.enum_schema(sorted(service.backends)),
         ),
         "output_format": fields.output_format(service),
-        "postprocess": fields.steps(
-            service,
-            "Post-processing steps replacing the default chain "
-            f"({chain}), in order; [] for none.",
-        ),
+        "postprocess": fields.chain(service),
         "inline": fields.inline(service),
         "style": fields.style(service),
-        "wait": Field(
-            description="false: return at once with a generation_id for "
-            "get_generation instead of waiting (at most "
-            f"{int(service.settings.server.tasks.sync_wait.total_seconds())} s) "
-            "for the images."
-        ),
+        "wait": fields.wait(service, "the images"),
     }
 
 
