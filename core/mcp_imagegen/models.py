@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -298,6 +298,20 @@ class TaskRecord(BaseModel):
     def terminal(self) -> bool:
         """True once the task will not change any more."""
         return self.status in ("completed", "failed", "cancelled")
+
+    @property
+    def expires_at(self) -> datetime:
+        """When the record's ttl runs out: ``created_at`` + ``ttl_ms``."""
+        return self.created_at + timedelta(milliseconds=self.ttl_ms)
+
+    def expired(self, now: datetime) -> bool:
+        """True once :attr:`expires_at` is before ``now`` (a naive ``now`` is UTC).
+
+        The one expiry rule every task store applies, so a record expires at
+        the same moment whichever store keeps it.
+        """
+        now = now.replace(tzinfo=UTC) if now.tzinfo is None else now
+        return self.expires_at < now
 
 
 class TaskPage(BaseModel):

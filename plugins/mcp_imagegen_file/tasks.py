@@ -49,12 +49,6 @@ _CURSOR_TAG = "file-task:"
 TEMP_GRACE = timedelta(hours=1)
 
 
-def is_expired(record: TaskRecord, now: datetime) -> bool:
-    """True once ``record.created_at + ttl`` is before ``now`` (naive = UTC)."""
-    now = now.replace(tzinfo=UTC) if now.tzinfo is None else now
-    return record.created_at + timedelta(milliseconds=record.ttl_ms) < now
-
-
 class FileTaskStore(TaskStore):
     """Keeps task records as files in one folder (``<storage directory>/tasks``).
 
@@ -116,7 +110,7 @@ class FileTaskStore(TaskStore):
             raise StorageError(
                 f"The task record {path.name} in {self.directory} is corrupt."
             ) from None
-        return None if is_expired(record, now) else record
+        return None if record.expired(now) else record
 
     async def delete(self, task_id: str) -> None:
         """Remove the record, then the cancel mark; absent files are no error."""
@@ -233,7 +227,7 @@ class FileTaskStore(TaskStore):
                     "file_task_record_unreadable", file=path.name, error=str(exc)
                 )
                 continue
-            if is_expired(record, now):
+            if record.expired(now):
                 self._unlink([path, self._path(task_id, CANCEL_SUFFIX)])
                 deleted += 1
         self._remove_leftovers(now - TEMP_GRACE)

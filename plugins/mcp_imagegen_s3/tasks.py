@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pydantic
@@ -62,11 +62,6 @@ def _owner_tag(owner: str | None) -> str:
     if owner is None:
         return _NO_OWNER
     return hashlib.sha256(owner.encode()).hexdigest()
-
-
-def _expires_ms(record: TaskRecord) -> int:
-    expires = record.created_at + timedelta(milliseconds=record.ttl_ms)
-    return int(expires.timestamp() * 1000)
 
 
 def _ms(moment: datetime) -> int:
@@ -129,7 +124,7 @@ class S3TaskStore(TaskStore):
         key = self._key(record.task_id, RECORD_SUFFIX)
         body = record.model_dump_json().encode()
         metadata = {
-            _EXPIRES: str(_expires_ms(record)),
+            _EXPIRES: str(_ms(record.expires_at)),
             _OWNER: _owner_tag(record.owner),
         }
         await self._put(key, body, metadata)
@@ -156,7 +151,7 @@ class S3TaskStore(TaskStore):
         """
         key = self._key(task_id, RECORD_SUFFIX)
         record = await self._read(key)
-        if record is None or _expires_ms(record) < _ms(datetime.now(UTC)):
+        if record is None or record.expired(datetime.now(UTC)):
             return None
         return record
 
@@ -241,7 +236,7 @@ class S3TaskStore(TaskStore):
             record = await self._read(key)
             if record is None:
                 return None
-            return _expires_ms(record), _owner_tag(record.owner)
+            return _ms(record.expires_at), _owner_tag(record.owner)
 
     async def list(
         self, owner: str | None, limit: int = 50, cursor: str | None = None

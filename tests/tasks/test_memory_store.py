@@ -63,3 +63,16 @@ async def test_expired_records_vanish_and_go_with_their_cancel_requests() -> Non
     assert not await store.cancel_requested(old.task_id)
     assert await store.get(fresh.task_id) is not None
     assert not await store.cancel_requested(fresh.task_id)
+
+
+def test_a_record_expires_once_its_ttl_has_run_out_naive_times_being_utc() -> None:
+    record = _record()
+    end = record.created_at + timedelta(hours=1)
+    tick = timedelta(milliseconds=1)
+
+    assert record.expires_at == end
+    assert not record.expired(end)
+    assert record.expired(end + tick)
+    # A naive time is UTC (stores' sweeps may be handed one): not local time.
+    assert not record.expired((end - tick).replace(tzinfo=None))
+    assert record.expired((end + tick).replace(tzinfo=None))

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 
 from mcp_imagegen import validate_task_id
 from mcp_imagegen.errors import ValidationError
 from mcp_imagegen.interfaces import TaskStore
 from mcp_imagegen.models import TaskPage, TaskRecord
-
-
-def _expired(record: TaskRecord, now: datetime) -> bool:
-    return record.created_at + timedelta(milliseconds=record.ttl_ms) < now
 
 
 class MemoryTaskStore(TaskStore):
@@ -32,7 +28,7 @@ class MemoryTaskStore(TaskStore):
     async def get(self, task_id: str) -> TaskRecord | None:
         """The task's record, ``None`` if absent or past its ttl."""
         record = self._records.get(validate_task_id(task_id))
-        if record is None or _expired(record, datetime.now(record.created_at.tzinfo)):
+        if record is None or record.expired(datetime.now(UTC)):
             return None
         return record.model_copy(deep=True)
 
@@ -79,7 +75,7 @@ class MemoryTaskStore(TaskStore):
 
     async def delete_expired(self, now: datetime) -> int:
         """Delete every task past its ttl; return how many."""
-        expired = [i for i, r in self._records.items() if _expired(r, now)]
+        expired = [i for i, r in self._records.items() if r.expired(now)]
         for task_id in expired:
             await self.delete(task_id)
         return len(expired)
