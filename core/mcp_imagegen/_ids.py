@@ -17,11 +17,20 @@ IMAGE_ID_PATTERN = r"^[0-9]{8}T[0-9]{9}-[0-9a-f]{12}$"
 _IMAGE_ID_RE = re.compile(IMAGE_ID_PATTERN)
 
 
+def _stamp(now: datetime | None) -> str:
+    """The time part of image and task ids: UTC to the millisecond."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return moment.strftime("%Y%m%dT%H%M%S") + f"{moment.microsecond // 1000:03d}"
+
+
+def _shown(value: object) -> str:
+    """A refused id as an error shows it: a short prefix, never the whole input."""
+    return repr(value)[:40] if isinstance(value, str) else type(value).__name__
+
+
 def new_image_id(now: datetime | None = None) -> str:
     """Return a fresh image id for an image created at ``now`` (default: now)."""
-    moment = (now or datetime.now(UTC)).astimezone(UTC)
-    stamp = moment.strftime("%Y%m%dT%H%M%S") + f"{moment.microsecond // 1000:03d}"
-    return f"{stamp}-{secrets.token_hex(6)}"
+    return f"{_stamp(now)}-{secrets.token_hex(6)}"
 
 
 def validate_image_id(image_id: object) -> str:
@@ -33,12 +42,9 @@ def validate_image_id(image_id: object) -> str:
     """
     if isinstance(image_id, str) and _IMAGE_ID_RE.fullmatch(image_id):
         return image_id
-    shown = (
-        repr(image_id)[:40] if isinstance(image_id, str) else type(image_id).__name__
-    )
     raise InvalidImageIdError(
-        f"Invalid image id {shown}: ids look like '20261126T034442123-3f9a1c2b7d4e' "
-        "(use list_images to see the stored ones)."
+        f"Invalid image id {_shown(image_id)}: ids look like "
+        "'20261126T034442123-3f9a1c2b7d4e' (use list_images to see the stored ones)."
     )
 
 
@@ -57,9 +63,7 @@ _TASK_ID_RE = re.compile(TASK_ID_PATTERN)
 
 def new_task_id(now: datetime | None = None) -> str:
     """Return a fresh, time-sortable, unguessable MCP task id."""
-    moment = (now or datetime.now(UTC)).astimezone(UTC)
-    stamp = moment.strftime("%Y%m%dT%H%M%S") + f"{moment.microsecond // 1000:03d}"
-    return f"{stamp}-{secrets.token_hex(16)}"
+    return f"{_stamp(now)}-{secrets.token_hex(16)}"
 
 
 def validate_task_id(task_id: object) -> str:
@@ -71,8 +75,7 @@ def validate_task_id(task_id: object) -> str:
     """
     if isinstance(task_id, str) and _TASK_ID_RE.fullmatch(task_id):
         return task_id
-    shown = repr(task_id)[:40] if isinstance(task_id, str) else type(task_id).__name__
     raise ValidationError(
-        f"Invalid task id {shown}: task ids look like "
+        f"Invalid task id {_shown(task_id)}: task ids look like "
         "'20261126T034442123-' followed by 32 hex digits."
     )
