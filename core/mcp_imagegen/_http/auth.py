@@ -50,6 +50,9 @@ TOOL_SCOPES: dict[str, str] = {
     "generate_image": SCOPE_GENERATE,
     "transform_image": SCOPE_GENERATE,
     "edit_image": SCOPE_GENERATE,
+    "ingest_image": SCOPE_GENERATE,
+    # Reads the result of a generation the same principal started.
+    "get_generation": SCOPE_GENERATE,
     "list_images": SCOPE_READ,
     "get_image": SCOPE_READ,
     "list_backends": SCOPE_READ,

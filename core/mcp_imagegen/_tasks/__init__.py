@@ -2,7 +2,8 @@
 
 :mod:`.memory` keeps records in this process; :mod:`.manager` runs tasks in the
 server lifespan's task group and answers for any task of its store;
-:mod:`.protocol` speaks the 2025-11-25 ``tasks/*`` methods over it.
+:mod:`.protocol` speaks the 2025-11-25 ``tasks/*`` methods over it and
+:mod:`.extension` the 2026-07-28 tasks extension.
 """
 
 from mcp_imagegen._tasks.manager import TaskError, TaskManager, TaskNotFoundError
