@@ -22,6 +22,7 @@ from mcp_imagegen.interfaces import (
     InferenceBackend,
     PostProcessor,
 )
+from mcp_imagegen.models import Style
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = (ROOT / "config.example.toml").read_text()
@@ -103,6 +104,15 @@ def _check_nested_table(name: str, model: type[BaseModel]) -> None:
             f"{name}.{field} not in configuration.md"
         )
     assert f"## `[{name}]`" in DOCS["configuration.md"], name
+
+
+def test_every_style_key_is_in_config_example_and_docs() -> None:
+    # [styles.<name>] tables are user-named, so the example shows one commented.
+    example = EXAMPLE.split("# [styles.poster]", 1)[1]
+    docs = DOCS["configuration.md"].split("## `[styles.<name>]`", 1)[1]
+    for field in Style.model_fields:
+        assert _mentions_key(example, field), f"styles: {field} not in the example"
+        assert f"`{field}`" in docs, f"styles: {field} not in configuration.md"
 
 
 def _component_types() -> list[tuple[str, str, type]]:
