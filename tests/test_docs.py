@@ -68,7 +68,7 @@ def test_config_example_is_valid_and_matches_the_defaults() -> None:
     settings = settings_from_dict(data)
 
     defaults = Settings.model_construct()
-    for section in ["server", "limits", "logging", "plugins", "inputs"]:
+    for section in ["server", "limits", "generation", "logging", "plugins", "inputs"]:
         assert getattr(settings, section) == getattr(defaults, section), section
 
 
