@@ -7,17 +7,14 @@ and streamable HTTP.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import MCP_IMAGEGEN_BIN
 from tests.http.conftest import StartServer, start_server  # noqa: F401
 from tests.node.tools import node_tools
-from tests.tasks.test_protocol import VOLATILE
+from tests.tasks.node_clients import images, run_client
 
 SCRIPT = Path(__file__).with_name("ext_tasks_client.mjs")
 #: Fast polls (the client honours pollIntervalMs), so progress is seen.
@@ -50,41 +47,16 @@ def _run(
     tmp_path: Path,
     server_url: str | None,
 ) -> list[dict[str, Any]]:
-    tools = node_tools()
-    server_env = {
-        **subprocess_env,
-        "MCP_IMAGEGEN_STORAGE__FILE__DIRECTORY": str(tmp_path / "images"),
-        "MCP_IMAGEGEN_BACKENDS__PLACEHOLDER__DELAY_MS": "100",
-        "MCP_IMAGEGEN_SERVER__TASKS__POLL_INTERVAL": POLL,
-    }
-    where = {"SERVER_URL": server_url} if server_url else {}
-    arguments = {"prompt": "a lighthouse", "width": 64, "height": 64, "seed": 7}
-    with (tmp_path / "node.log").open("w") as errlog:
-        done = subprocess.run(
-            [str(tools.node), str(SCRIPT), mode],
-            env={
-                **tools.env(tmp_path / "home"),
-                "NODE_MODULES": str(tools.node_modules),
-                "SERVER_COMMAND": str(MCP_IMAGEGEN_BIN),
-                "SERVER_ENV": json.dumps(server_env),
-                "TOOL_ARGUMENTS": json.dumps({**arguments, "steps": steps}),
-                **where,
-            },
-            stdout=subprocess.PIPE,
-            stderr=errlog,
-            timeout=120,
-            check=False,
-        )
-    log = (tmp_path / "node.log").read_text()
-    assert done.returncode == 0, log
-    return [json.loads(line) for line in done.stdout.decode().splitlines()]
-
-
-def _images(result: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        {k: v for k, v in image.items() if k not in VOLATILE}
-        for image in result["structuredContent"]["images"]
-    ]
+    return run_client(
+        SCRIPT,
+        mode,
+        steps,
+        subprocess_env,
+        tmp_path,
+        server_url,
+        client_env={"NODE_MODULES": str(node_tools().node_modules)},
+        server_env={"MCP_IMAGEGEN_SERVER__TASKS__POLL_INTERVAL": POLL},
+    )
 
 
 def test_ext_tasks_follows_a_task_to_the_synchronous_result(
@@ -110,7 +82,7 @@ def test_ext_tasks_follows_a_task_to_the_synchronous_result(
     [synchronous] = by_type["synchronous"]
     result = outcome["result"]
     assert not result.get("isError")
-    assert _images(result) == _images(synchronous["result"])
+    assert images(result) == images(synchronous["result"])
     assert [c["type"] for c in result["content"]] == [
         c["type"] for c in synchronous["result"]["content"]
     ]
