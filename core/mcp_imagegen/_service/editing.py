@@ -30,7 +30,7 @@ from mcp_imagegen._service.inputs import (
     verify_input,
 )
 from mcp_imagegen._service.pipeline import Pipeline, _release_after
-from mcp_imagegen._service.validation import check_output_format, validate_request
+from mcp_imagegen._service.validation import validate_request
 from mcp_imagegen.errors import ValidationError
 from mcp_imagegen.imaging import EncodedImage, describe_image, flatten_alpha
 from mcp_imagegen.interfaces import InferenceBackend
@@ -248,14 +248,7 @@ class Editor:
         check_image_capability(
             backend_name, capabilities, pipeline.backends, mask=mask is not None
         )
-        fmt = check_output_format(
-            output_format or self.settings.generation.output_format
-        )
-        chain = (
-            pipeline.default_chain
-            if postprocess is None
-            else pipeline.resolve_chain(postprocess, key="postprocess")
-        )
+        chain, fmt = pipeline.finishing(postprocess, output_format)
         raw = await self.reader.read(image, "image")
         raw_mask = None if mask is None else await self.reader.read(mask, "mask")
         size, image_png, mask_png = await anyio.to_thread.run_sync(

@@ -105,6 +105,25 @@ class Pipeline:
             self.steps, names, key=key, source_of=self.settings.source_of
         )
 
+    def finishing(
+        self, postprocess: Sequence[str] | None, output_format: str | None
+    ) -> tuple[list[PostProcessor], str | None]:
+        """The chain and output format a new image gets: the call's, else the
+        configured defaults (``generation.postprocess``, ``.output_format``).
+
+        Raises:
+            ValidationError: for an unknown format or step (format first).
+        """
+        fmt = check_output_format(
+            output_format or self.settings.generation.output_format
+        )
+        chain = (
+            self.default_chain
+            if postprocess is None
+            else self.resolve_chain(postprocess, key="postprocess")
+        )
+        return chain, fmt
+
     async def generate(
         self,
         request: GenerationRequest,
@@ -117,14 +136,7 @@ class Pipeline:
         """Generate, post-process and store images (see ``ImageService``)."""
         backend_name, engine = self.backend(backend)
         request = validate_request(request, engine.capabilities, self.settings.limits)
-        fmt = check_output_format(
-            output_format or self.settings.generation.output_format
-        )
-        chain = (
-            self.default_chain
-            if postprocess is None
-            else self.resolve_chain(postprocess, key="postprocess")
-        )
+        chain, fmt = self.finishing(postprocess, output_format)
         images, generate_ms = await self._run_backend(
             backend_name, engine, request, progress
         )
