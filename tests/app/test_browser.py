@@ -119,7 +119,9 @@ async def test_gallery_generates_regenerates_varies_transforms_and_deletes_in_ch
     aria = "\n\n".join(seen[key] for key in ("aria", "ariaDetail", "ariaDialog"))
     (screens / "aria.yaml").write_text(aria)
     assert '- heading "5 images" [level=1]' in seen["aria"]
-    assert seen["aria"].count('- article "a red lighthouse at dusk":') == 3
+    # Every card: the variation kept its source's style (and its transform too),
+    # so each shows the caller's words.
+    assert seen["aria"].count('- article "a red lighthouse at dusk":') == 5
     assert seen["aria"].count("[level=2]") == 5  # one heading per card
     assert not re.search(r"- (article|img|button|region)( \[|:|$)", aria, re.M)
     for line in (
@@ -152,8 +154,9 @@ async def test_gallery_generates_regenerates_varies_transforms_and_deletes_in_ch
     ids = [image["id"] for image in listed.structured_content["images"]]
     assert sorted(ids) == sorted(seen["afterDelete"])
     original = infos[generated[0]]
-    # Regenerating kept the style and sent the caller's words (not re-wrapped).
-    for image_id in (third, same):
+    # Regenerating and varying kept the style and sent the caller's words (not
+    # re-wrapped); the transform of the variation inherits it.
+    for image_id in (third, same, variation, transformed):
         assert infos[image_id]["style"] == "watercolor"
         assert infos[image_id]["prompt"] == original["prompt"]
         assert infos[image_id]["negative_prompt"] == original["negative_prompt"]

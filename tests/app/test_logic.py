@@ -277,3 +277,22 @@ def test_seeds_theme_and_config(tools: NodeTools, tmp_path: Path) -> None:
         "styles": {"ink": {"prompt": "ink {prompt}", "negative_prompt": None}},
     }
     assert broken["ok"] == {"tools": [], "steps": [], "formats": [], "styles": {}}
+
+
+def test_a_variation_of_a_styled_image_keeps_its_style(
+    tools: NodeTools, tmp_path: Path
+) -> None:
+    styled, unstyled = run(
+        tools,
+        tmp_path,
+        ["variationArgs", STYLED, "0.5", 3, STYLES],
+        ["variationArgs", STYLED, "0.5", 3, {}],
+    )
+    # Named with the style again and the caller's words: the server wraps them once.
+    assert styled["ok"]["style"] == "ink"
+    assert styled["ok"]["prompt"] == "a fox in snow"
+    assert styled["ok"]["negative_prompt"] == "blurry"
+    assert styled["ok"]["image"] == STYLED["id"] and styled["ok"]["strength"] == 0.5
+    # Without the server's templates: the expanded prompt as recorded, no style.
+    assert "style" not in unstyled["ok"]
+    assert unstyled["ok"]["prompt"] == STYLED["prompt"]
