@@ -15,11 +15,21 @@
    ticker alone (this machine's floor), four threads of GIL-free CPU work
    (zlib level 1 on 2048² pixels: what four busy threads alone cost the loop
    on this machine), four 2048² generations (the baseline), and four 2048²
-   edits of inputs sent as ``data:`` URIs (about 13 MB of base64 each). Each
+   edits of inputs sent as ``data:`` URIs (about 13 MB of base64 each), and one
+   such edit alone (no thread competes for the GIL or the cores: its worst lag
+   is the longest stretch a single edit holds the GIL). Each
    runs ``--rounds`` times; the median of the rounds' worst lags is shown
    with the maximum.
 
-    .venv/bin/python bench/edit.py [--runs 9] [--rounds 5] [--only speed|lag]
+3. The longest stretch some steps of a 2048² data-URI edit hold the GIL,
+   each alone in this thread, from a 1 ms ticker thread (its worst lateness,
+   median of ``--runs``, switch interval 0.2 ms): decoding the 13 MB
+   ``data:`` URI, proving the PNG whole (``verify_image``), the ``metadata``
+   step's container rewrite, wrapping 10 MB as ``EncodedImage``, and (on
+   the event loop, from a 1 ms ticker task) a tool result carrying the image
+   inline (``server.max_inline_bytes`` raised to let it).
+
+    .venv/bin/python bench/edit.py [--runs 9] [--rounds 5] [--only speed|lag|gil]
 """
 
 from __future__ import annotations
@@ -29,7 +39,9 @@ import base64
 import io
 import os
 import statistics
+import sys
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -43,8 +55,10 @@ from mcp_imagegen import GenerationRequest
 from mcp_imagegen._app import build_service
 from mcp_imagegen._config import LoggingSettings, settings_from_dict
 from mcp_imagegen._logs import configure_logging
+from mcp_imagegen._mcp.content import image_content
 from mcp_imagegen._service import ImageService
-from mcp_imagegen.imaging import open_image
+from mcp_imagegen.imaging import EncodedImage, open_image, verify_image
+from mcp_imagegen_imageops.containers import EmbeddedMetadata, write_metadata
 
 TICK_S = 0.005
 CONCURRENT = 4
@@ -217,6 +231,9 @@ async def loop_lag(service: ImageService, rounds: int) -> None:
             for seed, uri in enumerate(uris):
                 group.start_soon(_edit, service, uri, seed)
 
+    async def one_uri_edit() -> None:
+        await _edit(service, uris[0], 0)
+
     async def generations() -> None:
         async with anyio.create_task_group() as group:
             for seed in range(CONCURRENT):
@@ -228,6 +245,7 @@ async def loop_lag(service: ImageService, rounds: int) -> None:
         "generations": generations,
         "edits": edits,
         "edits (data:)": uri_edits,
+        "one edit (data:)": one_uri_edit,
     }
     results: dict[str, list[float]] = {name: [] for name in scenarios}
     walls: dict[str, list[float]] = {name: [] for name in scenarios}
@@ -238,10 +256,71 @@ async def loop_lag(service: ImageService, rounds: int) -> None:
             walls[name].append(wall)
     for name, lags in results.items():
         print(
-            f"  {name:13}: worst lag median {statistics.median(lags):6.1f} ms, "
-            f"max {max(lags):6.1f} ms over {rounds} rounds; all four done in "
+            f"  {name:16}: worst lag median {statistics.median(lags):6.1f} ms, "
+            f"max {max(lags):6.1f} ms over {rounds} rounds; done in "
             f"{statistics.median(walls[name]):6.0f} ms"
         )
+
+
+def worst_thread_lag_ms(work: Callable[[], Any], runs: int) -> float:
+    """Median over ``runs`` of the worst lateness of a 1 ms ticker thread.
+
+    The switch interval is cut to 0.2 ms meanwhile: a thread running Python
+    gives the GIL up within it, so what remains is the longest C call holding
+    the GIL, not the interpreter's 5 ms default turn.
+    """
+    worst = []
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)
+    for _ in range(runs):
+        lags: list[float] = []
+        done = threading.Event()
+
+        def ticker(lags: list[float] = lags, done: threading.Event = done) -> None:
+            while not done.is_set():
+                before = time.perf_counter()
+                time.sleep(0.001)
+                lags.append((time.perf_counter() - before - 0.001) * 1000)
+
+        thread = threading.Thread(target=ticker)
+        thread.start()
+        time.sleep(0.01)
+        work()
+        done.set()
+        thread.join()
+        worst.append(max(lags))
+    sys.setswitchinterval(interval)
+    return statistics.median(worst)
+
+
+async def gil(service: ImageService, runs: int) -> None:
+    print(f"== longest GIL stretch of steps of a {BIG}² data: URI edit (median)")
+    uri = photo_data_uri(BIG)
+    stored = await service.ingest(data=uri)
+    data = await _load(service, stored.record.id)
+    reader = service.editor.reader
+    embedded = EmbeddedMetadata(exif=b"MM\x00*\x00\x00\x00\x08\x00\x00", xmp=b"<x/>")
+    figures = {
+        "decode the data: URI (13 MB of base64)": lambda: reader._read_data(uri, "i"),
+        "verify_image (PNG proven whole)": lambda: verify_image(data),
+        "metadata: container rewrite": lambda: write_metadata(
+            data, "image/png", embedded, canvas=(BIG, BIG), has_alpha=False
+        ),
+        "EncodedImage(data) (the placeholder's wrap)": lambda: EncodedImage(data),
+    }
+    for name, work in figures.items():
+        print(f"  {name:44} {worst_thread_lag_ms(work, runs):6.1f} ms")
+    service.settings.server.max_inline_bytes = 4 * len(data)
+    record = stored.record
+    lags = []
+    for _ in range(runs):
+
+        async def inline() -> None:
+            await image_content(service, [(record, data)], "full")
+
+        lags.append((await worst_lag_ms(inline))[0])
+    name = f"tool result with the image inline ({len(data) >> 20} MB)"
+    print(f"  {name:44} {statistics.median(lags):6.1f} ms (event loop, 5 ms ticker)")
 
 
 async def _load(service: ImageService, image_id: str) -> bytes:
@@ -273,12 +352,14 @@ async def main(runs: int, rounds: int, only: str | None) -> None:
                 await speed(service, runs)
             if only in (None, "lag"):
                 await loop_lag(service, rounds)
+            if only in (None, "gil"):
+                await gil(service, runs)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--only", choices=["speed", "lag"])
+    parser.add_argument("--only", choices=["speed", "lag", "gil"])
     arguments = parser.parse_args()
     anyio.run(main, arguments.runs, arguments.rounds, arguments.only)

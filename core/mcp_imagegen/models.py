@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+)
 
 #: Output formats a request may ask for, and their mime types.
 OUTPUT_FORMATS: dict[str, str] = {
@@ -91,6 +98,23 @@ class GeneratedImage(BaseModel):
     model: str | None = None
     #: Backend-specific facts worth recording (e.g. the scheduler actually used).
     parameters: dict[str, Scalar] = Field(default_factory=dict)
+    # The very ``data`` object an encoder in this process wrote (set by
+    # ``imaging.mark_encoded``): a fact beside the bytes, since a bytes subclass
+    # costs a copy. A copy with other data keeps the old object here, so the
+    # identity check in ``imaging.is_encoded_here`` then fails, as it must.
+    _encoded_data: bytes | None = PrivateAttr(default=None)
+
+    def model_copy(
+        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> Self:
+        """A copy; one with other ``data`` forgets that the old bytes were encoded here.
+
+        Also so that the copy does not keep the old bytes alive.
+        """
+        copied = super().model_copy(update=update, deep=deep)
+        if copied._encoded_data is not None and copied._encoded_data is not copied.data:
+            copied._encoded_data = None
+        return copied
 
 
 class Capabilities(BaseModel):

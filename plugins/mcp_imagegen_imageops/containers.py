@@ -22,13 +22,17 @@ import struct
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_XMP_KEYWORD = b"XML:com.adobe.xmp"
+_PNG_XMP_PREFIX = PNG_XMP_KEYWORD + b"\x00"
 JPEG_EXIF_HEADER = b"Exif\x00\x00"
 JPEG_XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
 JPEG_XMP_EXTENSION_HEADER = b"http://ns.adobe.com/xmp/extension/\x00"
 JPEG_ICC_HEADER = b"ICC_PROFILE\x00"
+#: Bytes of a PNG copied per slice when reassembling it (see _png_assemble).
+_COPY_STEP = 1 << 20
 #: Largest payload of one JPEG marker segment (its 16-bit length counts itself).
 JPEG_MAX_SEGMENT_PAYLOAD = 65533
 
@@ -189,10 +193,24 @@ def _png_keyword(keyword: str) -> bytes:
     return key
 
 
-def _png_chunks(data: bytes) -> list[tuple[bytes, bytes, bytes]]:
-    """Split a PNG into ``(type, payload, raw chunk bytes)``, ending at IEND."""
+class _PngChunk(NamedTuple):
+    """One chunk of a PNG: its type, its payload (a view, not a copy), its bounds."""
+
+    chunk_type: bytes
+    payload: memoryview
+    start: int
+    end: int
+
+
+def _png_chunks(data: bytes) -> list[_PngChunk]:
+    """Split a PNG into its chunks, ending at IEND, without copying any payload.
+
+    Payloads are memoryviews of ``data``: slicing bytes copies them with the GIL
+    held, and a 2048² image is ~10 MB of image data (see :func:`_png_assemble`).
+    """
     if not data.startswith(PNG_SIGNATURE):
         raise ContainerError("Not a PNG file (bad signature).")
+    view = memoryview(data)
     chunks = []
     pos = len(PNG_SIGNATURE)
     while True:
@@ -203,10 +221,40 @@ def _png_chunks(data: bytes) -> list[tuple[bytes, bytes, bytes]]:
         end = pos + 12 + length
         if end > len(data):
             raise ContainerError(f"PNG chunk {chunk_type!r} runs past the end of file.")
-        chunks.append((chunk_type, data[pos + 8 : pos + 8 + length], data[pos:end]))
+        chunks.append(_PngChunk(chunk_type, view[pos + 8 : pos + 8 + length], pos, end))
         pos = end
         if chunk_type == b"IEND":
             return chunks
+
+
+def _png_assemble(data: bytes, pieces: Iterable[bytes | tuple[int, int]]) -> bytes:
+    """Join new chunks (bytes) and ranges of ``data`` (``(start, end)``) into a PNG.
+
+    Adjacent ranges are merged, so the image data of a typical file (dozens of
+    IDAT chunks in a row) is sliced once, in steps of at most
+    :data:`_COPY_STEP` bytes: each slice copies with the GIL held, and short
+    steps let the event loop in between. The one ``bytes.join`` then copies
+    everything with the GIL released (it does so past 1 MB, for bytes items
+    only: memoryview items would keep the GIL, hence slices).
+    """
+    merged: list[bytes | tuple[int, int]] = []
+    for piece in pieces:
+        last = merged[-1] if merged else None
+        if isinstance(piece, tuple) and isinstance(last, tuple) and last[1] == piece[0]:
+            merged[-1] = (last[0], piece[1])
+        else:
+            merged.append(piece)
+    out = [PNG_SIGNATURE]
+    for piece in merged:
+        if isinstance(piece, tuple):
+            start, end = piece
+            out.extend(
+                data[begin : min(begin + _COPY_STEP, end)]
+                for begin in range(start, end, _COPY_STEP)
+            )
+        else:
+            out.append(piece)
+    return b"".join(out)
 
 
 def _png_chunk(chunk_type: bytes, payload: bytes) -> bytes:
@@ -216,20 +264,21 @@ def _png_chunk(chunk_type: bytes, payload: bytes) -> bytes:
     )
 
 
-def _is_png_xmp(chunk_type: bytes, payload: bytes) -> bool:
-    return chunk_type == b"iTXt" and payload.startswith(PNG_XMP_KEYWORD + b"\x00")
+def _is_png_xmp(chunk_type: bytes, payload: memoryview) -> bool:
+    return chunk_type == b"iTXt" and payload[: len(_PNG_XMP_PREFIX)] == _PNG_XMP_PREFIX
 
 
 def _png_read(data: bytes) -> EmbeddedMetadata:
     exif = xmp = None
     texts = []
-    for chunk_type, payload, _raw in _png_chunks(data):
-        if chunk_type == b"eXIf":
-            exif = _bare_exif(payload)
-        elif _is_png_xmp(chunk_type, payload):
-            xmp = _itxt_value(payload)
-        elif chunk_type in _PNG_TEXT_TYPES:
-            texts.append(TextChunk(chunk_type, payload))
+    for chunk in _png_chunks(data):
+        # Metadata chunks are small: copying them out is cheap.
+        if chunk.chunk_type == b"eXIf":
+            exif = _bare_exif(bytes(chunk.payload))
+        elif _is_png_xmp(chunk.chunk_type, chunk.payload):
+            xmp = _itxt_value(bytes(chunk.payload))
+        elif chunk.chunk_type in _PNG_TEXT_TYPES:
+            texts.append(TextChunk(chunk.chunk_type, bytes(chunk.payload)))
     return EmbeddedMetadata(exif=exif, xmp=xmp, png_text=tuple(texts))
 
 
@@ -243,6 +292,11 @@ def _itxt_value(payload: bytes) -> bytes | None:
         return None
 
 
+def _png_keyword_of(payload: memoryview) -> bytes:
+    # Keywords are at most 79 bytes: look no further (never copy a big payload).
+    return bytes(payload[:80]).split(b"\x00", 1)[0]
+
+
 def _png_write(data: bytes, metadata: EmbeddedMetadata) -> bytes:
     replaced_keywords = {chunk.keyword for chunk in metadata.png_text}
     new_chunks = [_png_chunk(c.chunk_type, c.payload) for c in metadata.png_text]
@@ -252,36 +306,39 @@ def _png_write(data: bytes, metadata: EmbeddedMetadata) -> bytes:
         payload = PNG_XMP_KEYWORD + b"\x00\x00\x00\x00\x00" + metadata.xmp
         new_chunks.append(_png_chunk(b"iTXt", payload))
 
-    def replaced(chunk_type: bytes, payload: bytes) -> bool:
+    def replaced(chunk_type: bytes, payload: memoryview) -> bool:
         if chunk_type == b"eXIf":
             return metadata.exif is not None
         if _is_png_xmp(chunk_type, payload):
             return metadata.xmp is not None
         if chunk_type in _PNG_TEXT_TYPES:
-            return payload.split(b"\x00", 1)[0] in replaced_keywords
+            return _png_keyword_of(payload) in replaced_keywords
         return False
 
-    out = [PNG_SIGNATURE]
+    pieces: list[bytes | tuple[int, int]] = []
     inserted = False
-    for chunk_type, payload, raw in _png_chunks(data):
+    for chunk in _png_chunks(data):
         # eXIf must precede the image data; text is read soonest there too.
-        if not inserted and chunk_type in (b"IDAT", b"IEND"):
-            out.extend(new_chunks)
+        if not inserted and chunk.chunk_type in (b"IDAT", b"IEND"):
+            pieces.extend(new_chunks)
             inserted = True
-        if not replaced(chunk_type, payload):
-            out.append(raw)
-    return b"".join(out)
+        if not replaced(chunk.chunk_type, chunk.payload):
+            pieces.append((chunk.start, chunk.end))
+    return _png_assemble(data, pieces)
 
 
 def _png_strip(data: bytes, *, keep_icc: bool) -> bytes:
     dropped = {*_PNG_TEXT_TYPES, b"eXIf", b"tIME"}
     if not keep_icc:
         dropped.add(b"iCCP")
-    out = [PNG_SIGNATURE]
-    out.extend(
-        raw for chunk_type, _p, raw in _png_chunks(data) if chunk_type not in dropped
+    return _png_assemble(
+        data,
+        [
+            (chunk.start, chunk.end)
+            for chunk in _png_chunks(data)
+            if chunk.chunk_type not in dropped
+        ],
     )
-    return b"".join(out)
 
 
 # -- JPEG ----------------------------------------------------------------------

@@ -34,7 +34,7 @@ from mcp_imagegen import (
     PostProcessingError,
     ProcessingContext,
 )
-from mcp_imagegen.imaging import EncodedImage, verify_image
+from mcp_imagegen.imaging import is_encoded_here, verify_image
 from mcp_imagegen_imageops.containers import (
     EmbeddedMetadata,
     TextChunk,
@@ -104,7 +104,8 @@ class MetadataStep(ImageOpsStep):
         self, image: GeneratedImage, context: ProcessingContext
     ) -> GeneratedImage:
         """Write the recipe of ``image`` into its file (:class:`MetadataSettings`)."""
-        decoded = verify_image(image.data)  # a whole image? (pixels not needed)
+        # A whole image? (pixels not needed)
+        decoded = verify_image(image.data, encoded_here=is_encoded_here(image))
         image = verified(image, decoded)
         if image.mime_type not in WRITABLE_MIME_TYPES:
             log.warning(
@@ -174,7 +175,8 @@ class StripMetadataStep(ImageOpsStep):
         self, image: GeneratedImage, context: ProcessingContext
     ) -> GeneratedImage:
         """Return ``image`` without its metadata blocks."""
-        image = verified(image, verify_image(image.data))  # a whole image?
+        decoded = verify_image(image.data, encoded_here=is_encoded_here(image))
+        image = verified(image, decoded)  # a whole image?
         if image.mime_type not in WRITABLE_MIME_TYPES:
             raise PostProcessingError(
                 f"{self.describe()} cannot strip metadata from {image.mime_type} "
@@ -191,7 +193,8 @@ def _small(image: GeneratedImage) -> bool:
 
     Both steps rewrite the container (work in proportion to the bytes) after
     :func:`verify_image`, which inflates the pixel data of plain bytes but only
-    reads the header of an :class:`EncodedImage`. So: at most
+    reads the header of bytes encoded in this process
+    (:func:`~mcp_imagegen.imaging.is_encoded_here`). So: at most
     :data:`INLINE_MAX_BYTES`, and either encoded here or a PNG whose header
     (what verification inflates by, not what the backend claims) announces at
     most :data:`INLINE_MAX_PIXELS`. A 512x512 placeholder image (28 KB, encoded
@@ -200,7 +203,7 @@ def _small(image: GeneratedImage) -> bool:
     data = image.data
     if len(data) > INLINE_MAX_BYTES:
         return False
-    if isinstance(data, EncodedImage):
+    if is_encoded_here(image):
         return True
     if len(data) < 24 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
         return False

@@ -31,7 +31,7 @@ from mcp_imagegen import (
     InferenceBackend,
     ProgressReporter,
 )
-from mcp_imagegen.imaging import EncodedImage, open_image
+from mcp_imagegen.imaging import mark_encoded, open_image
 
 MODEL_NAME = "placeholder-v1"
 #: Strength of an edit whose request names none.
@@ -103,15 +103,19 @@ class PlaceholderBackend(InferenceBackend):
                     done, total, f"image {index + 1}: step {step + 1}/{steps}"
                 )
             data = await anyio.to_thread.run_sync(canvas.finish, limiter=cpu)
+            # Pillow's encoder wrote it just now: the metadata step need not
+            # inflate it again to prove it whole (see mark_encoded).
             images.append(
-                GeneratedImage(
-                    data=data,
-                    mime_type="image/png",
-                    width=request.width,
-                    height=request.height,
-                    seed=seed,
-                    model=MODEL_NAME,
-                    parameters={"steps": steps},
+                mark_encoded(
+                    GeneratedImage(
+                        data=data,
+                        mime_type="image/png",
+                        width=request.width,
+                        height=request.height,
+                        seed=seed,
+                        model=MODEL_NAME,
+                        parameters={"steps": steps},
+                    )
                 )
             )
         return images
@@ -153,9 +157,8 @@ class _Canvas:
         # images are flat shapes, so the files stay small anyway.
         # Only write() is used: Pillow casts its own chunk writers alike.
         self.image.save(cast("IO[bytes]", pieces), format="PNG", compress_level=1)
-        # Pillow's encoder wrote it just now: the metadata step need not inflate
-        # it again to prove it whole (see EncodedImage).
-        return EncodedImage(b"".join(pieces))
+        # One copy, with the GIL released (bytes.join does past 1 MB).
+        return b"".join(pieces)
 
     def _draw_caption(self) -> None:
         width, height = self.image.size

@@ -6,15 +6,20 @@ import base64
 import binascii
 import ipaddress
 import random
+import sys
+import threading
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcp_imagegen._config import LimitsSettings, load_settings
+from mcp_imagegen._config import InputsSettings, LimitsSettings, load_settings
 from mcp_imagegen._service.editing import target_size
 from mcp_imagegen._service.inputs import (
+    InputReader,
     address_allowed,
     decode_base64,
     host_allowed,
@@ -22,6 +27,7 @@ from mcp_imagegen._service.inputs import (
 )
 from mcp_imagegen.errors import ConfigurationError, ValidationError
 from mcp_imagegen.models import Capabilities
+from mcp_imagegen_file.storage import FileStorage, FileStorageSettings
 
 
 @pytest.mark.parametrize(
@@ -168,3 +174,45 @@ def test_a_large_wrapped_data_uri_decodes_exactly() -> None:
     assert decode_base64(wrapped, "image", len(raw)) == raw
     with pytest.raises(ValidationError, match=r"more than inputs.max_bytes = 3145728"):
         decode_base64(wrapped, "image", 3 * 1024 * 1024)
+
+
+@pytest.mark.anyio
+async def test_large_data_uris_are_decoded_one_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Decoding holds the GIL: two threads at it decode no faster than one, and
+    # each one more queues before the event loop. A spy at the standard
+    # library's decoder notes which thread made each step, in order.
+    reader = InputReader(
+        InputsSettings(), FileStorage(FileStorageSettings(directory=tmp_path))
+    )
+    raws = [random.Random(n).randbytes(2 * 1024 * 1024) for n in range(4)]
+    uris = ["data:image/png;base64," + base64.b64encode(raw).decode() for raw in raws]
+    calls: list[int] = []
+    real = base64.b64decode
+
+    def b64decode(data: str | bytes, *args: Any, **kwargs: Any) -> bytes:
+        calls.append(threading.get_ident())
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(base64, "b64decode", b64decode)
+    results: dict[int, bytes] = {}
+
+    async def read(index: int) -> None:
+        results[index] = (await reader.read_data(uris[index], "image")).data
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads would interleave between any steps
+    try:
+        async with anyio.create_task_group() as group:
+            for index in range(4):
+                group.start_soon(read, index)
+    finally:
+        sys.setswitchinterval(interval)
+
+    assert [results[index] for index in range(4)] == raws
+    runs = [
+        thread for n, thread in enumerate(calls) if n == 0 or calls[n - 1] != thread
+    ]
+    assert len(runs) == len(set(runs))  # each thread's steps in one run
+    assert threading.get_ident() not in calls  # and never on the event loop

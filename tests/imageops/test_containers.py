@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zlib
 
 import pytest
 from hypothesis import given, settings
@@ -111,3 +112,29 @@ def test_any_text_round_trips_through_a_png_chunk(value: str) -> None:
     image = Image.open(io.BytesIO(written))
     image.load()
     assert image.info.get("parameters", "") == value
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(kind + payload).to_bytes(4, "big")
+    return len(payload).to_bytes(4, "big") + kind + payload + crc
+
+
+def test_png_rewrite_keeps_every_other_byte_of_a_large_file() -> None:
+    # Built by hand: 40 IDAT chunks of 100 KB (more than one copy step of the
+    # reassembly), text before and after the image data, an eXIf to replace.
+    head = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", bytes(13))
+    old_text = _chunk(b"tEXt", b"parameters\x00old")
+    kept_text = _chunk(b"tEXt", b"Comment\x00kept")
+    idat = b"".join(_chunk(b"IDAT", bytes([n]) * 100_000) for n in range(40))
+    late = _chunk(b"tEXt", b"parameters\x00late")
+    tail = _chunk(b"IEND", b"")
+    data = head + old_text + _chunk(b"eXIf", TIFF) + kept_text + idat + late + tail
+    new_text = TextChunk.text("parameters", "new")
+
+    written = write(
+        data, "image/png", EmbeddedMetadata(exif=b"MM\x00*", png_text=(new_text,))
+    )
+
+    inserted = _chunk(b"tEXt", b"parameters\x00new") + _chunk(b"eXIf", b"MM\x00*")
+    assert written == head + kept_text + inserted + idat + tail
+    assert strip_metadata(written, "image/png") == head + idat + tail

@@ -349,22 +349,43 @@ async def test_placeholder_images_are_marked_as_encoded_here() -> None:
         request, ignore_progress
     )
 
-    assert isinstance(images[0].data, imaging.EncodedImage)
+    assert imaging.is_encoded_here(images[0])
+    # The fact is kept beside the bytes: no bytes subclass, which costs a copy.
+    assert type(images[0].data) is bytes
+
+
+def test_the_encoded_here_mark_holds_only_for_the_same_bytes() -> None:
+    image = imaging.mark_encoded(encode(photo_pixels(16, 16)))
+    other = encode(photo_pixels(17, 17))
+
+    assert imaging.is_encoded_here(image)
+    assert imaging.is_encoded_here(image.model_copy(update={"seed": 3}))
+    assert imaging.is_encoded_here(image.model_copy(deep=True))
+    changed = image.model_copy(update={"data": other.data})
+    assert not imaging.is_encoded_here(changed)
+    assert changed._encoded_data is None  # nor does it keep the old bytes alive
+    # Equal bytes from elsewhere are not the bytes the encoder wrote.
+    assert not imaging.is_encoded_here(
+        image.model_copy(update={"data": bytes(bytearray(image.data))})
+    )
+    assert not imaging.is_encoded_here(other)
 
 
 async def test_metadata_step_does_not_inflate_bytes_encoded_in_this_process(
     inflations: list[int], context: ProcessingContext
 ) -> None:
     plain = encode(photo_pixels(64, 64))
-    encoded_here = plain.model_copy(update={"data": imaging.EncodedImage(plain.data)})
+    encoded_here = imaging.mark_encoded(plain.model_copy())
+    wrapped = plain.model_copy(update={"data": imaging.EncodedImage(plain.data)})
     step = MetadataStep(MetadataSettings())
 
     trusted = await step.process(encoded_here, context)
+    assert await step.process(wrapped, context) == trusted  # the older way, too
     assert inflations == []
     checked = await step.process(plain, context)
     assert inflations == [1]  # bytes from elsewhere are still checked in full
     assert trusted.data == checked.data
-    assert type(trusted.data) is bytes  # new bytes: no longer vouched for
+    assert not imaging.is_encoded_here(trusted)  # new bytes: no longer vouched for
 
 
 # -- small images are done on the event loop; large ones in a worker thread -------
@@ -397,7 +418,7 @@ async def test_metadata_step_runs_small_images_on_the_event_loop(
 ) -> None:
     image = encode(photo_pixels(size, size))
     if encoded_here:
-        image = image.model_copy(update={"data": imaging.EncodedImage(image.data)})
+        image = imaging.mark_encoded(image)
     step = _ThreadRecordingStep(MetadataSettings())
     step.threads = []
 
