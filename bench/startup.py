@@ -42,6 +42,8 @@ async def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     env = {"PATH": os.environ["PATH"], "HOME": str(work), "XDG_DATA_HOME": str(work)}
+    # A/B runs point PYTHONPATH at an exported tree (docs/performance.md).
+    env.update({k: v for k, v in os.environ.items() if k == "PYTHONPATH"})
     ours = StdioServerParameters(
         command=str(BIN / "mcp-imagegen"), args=["serve"], env=env
     )

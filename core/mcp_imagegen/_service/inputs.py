@@ -33,7 +33,6 @@ from urllib.parse import urljoin, urlsplit
 
 import anyio
 import certifi
-import httpx
 from PIL import Image
 
 from mcp_imagegen._ids import IMAGE_ID_PATTERN, validate_image_id
@@ -41,6 +40,8 @@ from mcp_imagegen.errors import ConfigurationError, ValidationError
 from mcp_imagegen.imaging import ImageDecodeError, open_image, verify_image
 
 if TYPE_CHECKING:
+    import httpx
+
     from mcp_imagegen._config import InputsSettings
     from mcp_imagegen.interfaces import ImageStorage
 
@@ -300,9 +301,14 @@ class InputReader:
         self.settings = settings
         self.storage = storage
         self._decoding: anyio.CapacityLimiter | None = None
-        # Built once: loading CA certificates is costly, and a bad ca_bundle
-        # should stop the start, not fail the first https fetch.
-        self._tls = tls_context(settings.ca_bundle)
+        # Built once, and only when URLs may be fetched (or a ca_bundle is
+        # given): loading CA certificates is costly at every start, and a bad
+        # ca_bundle should stop the start, not fail the first https fetch.
+        self._tls = (
+            tls_context(settings.ca_bundle)
+            if settings.allowed_hosts or settings.ca_bundle is not None
+            else None
+        )
 
     async def read(self, value: str, argument: str) -> RawInput:
         """Read an image argument of any accepted form (see :data:`ACCEPTED`).
@@ -442,11 +448,16 @@ class InputReader:
         """
         settings = self.settings
         self._check_url(url, argument)  # a clear error before any network work
+        # Imported here: URL sources are off by default, and httpx costs ~20 ms
+        # of every start-up otherwise.
+        import httpx
+
         seconds = settings.fetch_timeout.total_seconds()
         try:
             with anyio.fail_after(seconds):
                 async with httpx.AsyncClient(
-                    verify=self._tls,
+                    # (None only when fetching is off: _check_url refused.)
+                    verify=self._tls or tls_context(None),
                     follow_redirects=False,
                     # No proxies from the environment: the checked address must
                     # be the one connected to.
@@ -527,6 +538,8 @@ class InputReader:
         """A request for ``url`` sent to the address its host was checked to have."""
         scheme, host, port = self._check_url(url, argument)
         address = await self._resolve(host, port, url, argument)
+        import httpx
+
         target = httpx.URL(url).copy_with(host=address)
         extensions = {"sni_hostname": host} if scheme == "https" else {}
         # Host keeps the name (virtual hosts); TLS checks the certificate
