@@ -101,6 +101,9 @@ class _Job:
     #: Serialises the record's writes, so a later state is never overwritten
     #: by an earlier one (a detach racing the end of the work).
     saving: anyio.Lock = field(default_factory=anyio.Lock)
+    #: The job's own task group while it runs: a job that detaches late starts
+    #: its heartbeat and progress sharing there.
+    group: anyio.abc.TaskGroup | None = None
 
 
 class TaskManager:
@@ -305,6 +308,7 @@ class TaskManager:
             # Flagged before the first await: the work's end, whenever it comes,
             # now stores its record (after this one, under the job's lock).
             job.detached = True
+            self._start_sharing(job)
             await self._save(job)
         return None
 
@@ -357,9 +361,14 @@ class TaskManager:
         try:
             with job.scope:
                 async with anyio.create_task_group() as group:
-                    group.start_soon(self._heartbeat, job)
-                    group.start_soon(self._notify, job)
-                    group.start_soon(self._share_progress, job)
+                    job.group = group
+                    # Helpers only where they have work: a synchronous call
+                    # (not detached, no listener) runs without any, which keeps
+                    # three task starts off every fast call.
+                    if job.detached:
+                        self._start_sharing(job)
+                    if job.listener is not None:
+                        group.start_soon(self._notify, job)
                     self._queue.append(record.task_id)
                     try:
                         self._update_queue_messages()
@@ -374,6 +383,7 @@ class TaskManager:
                         self._slots.release()
                     self._finish(job, result)
                     group.cancel_scope.cancel()
+                    job.group = None
             if job.scope.cancelled_caught:
                 record.status, record.status_message = "cancelled", "cancelled"
         except Exception:
@@ -423,12 +433,20 @@ class TaskManager:
                     job.changed.set()
                     job.progressed.set()
 
+    def _start_sharing(self, job: _Job) -> None:
+        """Start the heartbeat and progress sharing of a job stored in the store."""
+        if job.group is None:
+            return  # the work is over: its end stores the record
+        try:
+            job.group.start_soon(self._heartbeat, job)
+            job.group.start_soon(self._share_progress, job)
+        except RuntimeError:
+            pass  # the group is closing (the work just ended or was cancelled)
+
     async def _heartbeat(self, job: _Job) -> None:
         interval = self.settings.heartbeat_interval.total_seconds()
         while True:
             await anyio.sleep(interval)
-            if not job.detached:
-                continue  # nobody else knows the id yet: nothing to tell or read
             try:
                 if await self.store.cancel_requested(job.record.task_id):
                     log.info("task_cancel_requested", task_id=job.record.task_id)
