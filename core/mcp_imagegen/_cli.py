@@ -104,11 +104,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="HTTP: serve without authentication on a non-loopback host.",
     )
 
-    gen = commands.add_parser(
-        "generate",
-        help="Generate images once and print where they are.",
+    _add_generate(
+        commands.add_parser(
+            "generate",
+            help="Generate images once and print where they are.",
+            parents=common,
+        )
+    )
+
+    plugins = commands.add_parser(
+        "plugins", help="List loaded plugins.", parents=common
+    )
+    plugins.add_argument("--json", action="store_true", help="Print JSON.")
+
+    config = commands.add_parser(
+        "config",
+        help="Check the configuration and print it as TOML (secrets hidden).",
         parents=common,
     )
+    config.add_argument(
+        "--example",
+        action="store_true",
+        help="Print the example configuration (every setting, commented).",
+    )
+    return parser
+
+
+def _add_generate(gen: argparse.ArgumentParser) -> None:
+    """The ``generate`` sub-command's own options."""
     gen.add_argument("prompt", help="What the image should show.")
     gen.add_argument("--negative-prompt", help="What the image should not show.")
     gen.add_argument("--width", type=int, help="Width in pixels.")
@@ -131,23 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
         "fills the options not given.",
     )
     gen.add_argument("--json", action="store_true", help="Print records as JSON.")
-
-    plugins = commands.add_parser(
-        "plugins", help="List loaded plugins.", parents=common
-    )
-    plugins.add_argument("--json", action="store_true", help="Print JSON.")
-
-    config = commands.add_parser(
-        "config",
-        help="Check the configuration and print it as TOML (secrets hidden).",
-        parents=common,
-    )
-    config.add_argument(
-        "--example",
-        action="store_true",
-        help="Print the example configuration (every setting, commented).",
-    )
-    return parser
 
 
 def progress_text(done: float, total: float | None = None) -> str:

@@ -89,59 +89,37 @@ def _style_prompt(name: str, style: Style) -> Prompt:
     )
 
 
+#: The server-independent part of the guide: how diffusion models read prompts.
+_PROMPTING = [
+    "# Writing prompts for this image server",
+    "",
+    "Diffusion models match words to pictures; they do not follow "
+    "instructions or hold a conversation. Good prompts:",
+    '- Name the subject first, concretely ("a red fox curled up asleep"), '
+    "then the setting, composition (close-up, wide shot, from above), "
+    "lighting (golden hour, soft studio light) and mood.",
+    "- Use short comma-separated phrases, not sentences or requests "
+    '("please draw"); under about 60 words. Words early in the prompt '
+    "weigh more.",
+    "- Name a medium or style (photograph, watercolor, line art) or pass "
+    "a style argument instead of describing it at length.",
+    "- Say what to avoid in negative_prompt (blurry, text, extra fingers), "
+    'never as "no ..." in the prompt: a negated word still pulls the '
+    "image towards it.",
+    "- Text inside images comes out garbled on most models; avoid asking for it.",
+    "- Pick the size for the subject's shape: landscape for scenes, "
+    "portrait for figures. More steps are slower and only sometimes "
+    "better; guidance_scale 5-9 balances prompt adherence and quality.",
+    "- Pass a seed to reproduce an image, then vary one thing at a time.",
+]
+
+
 def prompt_guide(service: ImageService) -> str:
     """How to prompt diffusion models, and what this server offers right now."""
     settings = service.settings
     limits, defaults = settings.limits, settings.generation
-    lines = [
-        "# Writing prompts for this image server",
-        "",
-        "Diffusion models match words to pictures; they do not follow "
-        "instructions or hold a conversation. Good prompts:",
-        '- Name the subject first, concretely ("a red fox curled up asleep"), '
-        "then the setting, composition (close-up, wide shot, from above), "
-        "lighting (golden hour, soft studio light) and mood.",
-        "- Use short comma-separated phrases, not sentences or requests "
-        '("please draw"); under about 60 words. Words early in the prompt '
-        "weigh more.",
-        "- Name a medium or style (photograph, watercolor, line art) or pass "
-        "a style argument instead of describing it at length.",
-        "- Say what to avoid in negative_prompt (blurry, text, extra fingers), "
-        'never as "no ..." in the prompt: a negated word still pulls the '
-        "image towards it.",
-        "- Text inside images comes out garbled on most models; avoid asking for it.",
-        "- Pick the size for the subject's shape: landscape for scenes, "
-        "portrait for figures. More steps are slower and only sometimes "
-        "better; guidance_scale 5-9 balances prompt adherence and quality.",
-        "- Pass a seed to reproduce an image, then vary one thing at a time.",
-        "",
-        "## Backends",
-    ]
-    for name in sorted(service.backends):
-        caps = service.backends[name].capabilities
-        low, high = (
-            max(limits.min_side, caps.min_side),
-            min(limits.max_side, caps.max_side),
-        )
-        facts = [
-            f"sides {low}-{high} px, multiples of "
-            f"{max(limits.side_multiple, caps.side_multiple)}, at most "
-            f"{min(limits.max_pixels, caps.max_pixels)} pixels",
-            f"up to {min(limits.max_images, caps.max_images)} images per call",
-        ]
-        if caps.supports_steps:
-            steps = f"steps 1-{limits.max_steps}"
-            if caps.default_steps:
-                steps += f" (default {caps.default_steps})"
-            facts.append(steps)
-        if not caps.supports_negative_prompt:
-            facts.append("no negative_prompt")
-        if not caps.supports_guidance_scale:
-            facts.append("no guidance_scale")
-        if caps.models:
-            facts.append(f"models: {', '.join(caps.models)}")
-        marker = " (default)" if name == defaults.backend else ""
-        lines.append(f"- {name}{marker}: {'; '.join(facts)}.")
+    lines = [*_PROMPTING, "", "## Backends"]
+    lines += [_backend_line(service, name) for name in sorted(service.backends)]
     lines += [
         "",
         f"Default size {defaults.width}x{defaults.height}, "
@@ -176,6 +154,32 @@ def prompt_guide(service: ImageService) -> str:
         "image.",
     ]
     return "\n".join(lines)
+
+
+def _backend_line(service: ImageService, name: str) -> str:
+    """One backend's limits as the guide lists them (within ``[limits]``)."""
+    limits = service.settings.limits
+    caps = service.backends[name].capabilities
+    low, high = max(limits.min_side, caps.min_side), min(limits.max_side, caps.max_side)
+    facts = [
+        f"sides {low}-{high} px, multiples of "
+        f"{max(limits.side_multiple, caps.side_multiple)}, at most "
+        f"{min(limits.max_pixels, caps.max_pixels)} pixels",
+        f"up to {min(limits.max_images, caps.max_images)} images per call",
+    ]
+    if caps.supports_steps:
+        steps = f"steps 1-{limits.max_steps}"
+        if caps.default_steps:
+            steps += f" (default {caps.default_steps})"
+        facts.append(steps)
+    if not caps.supports_negative_prompt:
+        facts.append("no negative_prompt")
+    if not caps.supports_guidance_scale:
+        facts.append("no guidance_scale")
+    if caps.models:
+        facts.append(f"models: {', '.join(caps.models)}")
+    marker = " (default)" if name == service.settings.generation.backend else ""
+    return f"- {name}{marker}: {'; '.join(facts)}."
 
 
 async def _guide(ctx: ToolContext) -> list[UserMessage]:
