@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Required, TypedDict
 
 import pydantic
 
@@ -187,6 +187,19 @@ class StyledArguments:
     postprocess: Sequence[str] | None
     #: The style applied, if any (recorded in the image's recipe).
     style: str | None
+
+
+class CallArguments(TypedDict, total=False):
+    """The arguments of a generation call that a style may fill or wrap."""
+
+    prompt: Required[str]
+    negative_prompt: str | None
+    width: int | None
+    height: int | None
+    steps: int | None
+    guidance_scale: float | None
+    backend: str | None
+    postprocess: Sequence[str] | None
 
 
 def apply_style(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, Unpack
 
 import anyio
 import anyio.abc
@@ -34,7 +34,7 @@ from mcp_imagegen._service.pipeline import Pipeline
 from mcp_imagegen._service.retention import Retention
 from mcp_imagegen._service.saving import Saver
 from mcp_imagegen._service.validation import check_output_format, validate_request
-from mcp_imagegen._styles import StyledArguments, apply_style
+from mcp_imagegen._styles import CallArguments, StyledArguments, apply_style
 from mcp_imagegen.errors import ValidationError
 from mcp_imagegen.interfaces import (
     Component,
@@ -204,17 +204,7 @@ class ImageService(ImageServiceAPI):
     check_output_format = staticmethod(check_output_format)
 
     def apply_style(
-        self,
-        name: str | None,
-        *,
-        prompt: str,
-        negative_prompt: str | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        steps: int | None = None,
-        guidance_scale: float | None = None,
-        backend: str | None = None,
-        postprocess: Sequence[str] | None = None,
+        self, name: str | None, /, **arguments: Unpack[CallArguments]
     ) -> StyledArguments:
         """Apply style ``name`` to a call's arguments (see ``_styles.apply_style``).
 
@@ -222,23 +212,15 @@ class ImageService(ImageServiceAPI):
             ValidationError: for an unknown style (listing the known ones) or,
                 when the style adds a negative prompt, an unknown backend.
         """
-
-        def supports_negative_prompt(backend: str | None) -> bool:
-            return self.backend(backend)[1].capabilities.supports_negative_prompt
-
         return apply_style(
             self.styles,
             name,
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            width=width,
-            height=height,
-            steps=steps,
-            guidance_scale=guidance_scale,
-            backend=backend,
-            postprocess=postprocess,
-            supports_negative_prompt=supports_negative_prompt,
+            supports_negative_prompt=self._supports_negative_prompt,
+            **arguments,
         )
+
+    def _supports_negative_prompt(self, backend: str | None) -> bool:
+        return self.backend(backend)[1].capabilities.supports_negative_prompt
 
     # -- generation ----------------------------------------------------------
 
