@@ -67,3 +67,17 @@ def images(result: dict[str, Any]) -> list[dict[str, Any]]:
         {k: v for k, v in image.items() if k not in VOLATILE}
         for image in result["structuredContent"]["images"]
     ]
+
+
+def slow_server_url(
+    start_server: Any, tmp_path: Path, tasks: Mapping[str, Any] | None = None
+) -> str:
+    """The URL of a server over streamable HTTP whose placeholder takes 100 ms a
+    step (images in the test's folder; ``tasks``: ``[server.tasks]`` settings)."""
+    config: dict[str, Any] = {
+        "storage.file": {"directory": str(tmp_path / "images")},
+        "backends.placeholder": {"delay_ms": 100},
+    }
+    if tasks:
+        config["server.tasks"] = dict(tasks)
+    return str(start_server(config=config).url)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.http.conftest import StartServer, start_server  # noqa: F401
 from tests.node.tools import node_tools
-from tests.tasks.node_clients import images, run_client
+from tests.tasks.node_clients import images, run_client, slow_server_url
 
 SCRIPT = Path(__file__).with_name("ext_tasks_client.mjs")
 #: Fast polls (the client honours pollIntervalMs), so progress is seen.
@@ -30,14 +30,7 @@ def server_url(
     """``None`` for stdio; else the URL of a server over streamable HTTP."""
     if request.param == "stdio":
         return None
-    server = start_server(
-        config={
-            "storage.file": {"directory": str(tmp_path / "images")},
-            "backends.placeholder": {"delay_ms": 100},
-            "server.tasks": {"poll_interval": 0.2},
-        }
-    )
-    return server.url
+    return slow_server_url(start_server, tmp_path, {"poll_interval": 0.2})
 
 
 def _run(

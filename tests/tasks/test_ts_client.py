@@ -13,7 +13,7 @@ import pytest
 
 from tests.http.conftest import StartServer, start_server  # noqa: F401
 from tests.node.tools import node_tools
-from tests.tasks.node_clients import images, run_client
+from tests.tasks.node_clients import images, run_client, slow_server_url
 
 SCRIPT = Path(__file__).with_name("ts_client.mjs")
 
@@ -27,13 +27,7 @@ def server_url(
     """``None`` for stdio; else the URL of a server over streamable HTTP."""
     if request.param == "stdio":
         return None
-    server = start_server(
-        config={
-            "storage.file": {"directory": str(tmp_path / "images")},
-            "backends.placeholder": {"delay_ms": 100},
-        }
-    )
-    return server.url
+    return slow_server_url(start_server, tmp_path)
 
 
 def _run(
