@@ -11,22 +11,26 @@ stale heartbeat.
 
 from __future__ import annotations
 
-import contextvars
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 import anyio
 import anyio.abc
 import structlog
 
 from mcp_imagegen import new_task_id, validate_task_id
-from mcp_imagegen._tasks.memory import MemoryTaskStore
+from mcp_imagegen._tasks.running import (
+    JobRunner,
+    Listener,
+    Work,
+    _Job,
+    _now,
+    current_task_id,
+    report_status,
+)
 from mcp_imagegen.errors import BusyError, ConfigurationError, MCPImageError
 from mcp_imagegen.interfaces import ImageStorage, TaskStore
 from mcp_imagegen.models import TaskRecord
@@ -36,18 +40,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("mcp_imagegen._tasks")
 
-#: The work of a task: runs the tool call, returns its ``CallToolResult`` as JSON.
-Work = Callable[[], Awaitable[dict[str, Any]]]
-#: Told of every change of a task this process runs (status or its message).
-Listener = Callable[[TaskRecord], Awaitable[None]]
-
 #: A working task whose record was not refreshed for this many heartbeat
 #: intervals is taken for dead: its runner stopped without finishing it.
 STALE_HEARTBEATS = 3
-
-_current: contextvars.ContextVar[_Job | None] = contextvars.ContextVar(
-    "mcp_imagegen_task", default=None
-)
 
 
 class TaskError(MCPImageError):
@@ -56,54 +51,6 @@ class TaskError(MCPImageError):
 
 class TaskNotFoundError(TaskError):
     """No task of this caller has that id (or it expired)."""
-
-
-def current_task_id() -> str | None:
-    """The id of the task whose work is running in this context, if any."""
-    job = _current.get()
-    return None if job is None else job.record.task_id
-
-
-def report_status(message: str) -> None:
-    """Set the running task's status message (e.g. "image 2/4: step 18/30").
-
-    A no-op outside a task's work, so tools call it unconditionally.
-    """
-    job = _current.get()
-    if job is not None and job.record.status_message != message:
-        job.record.status_message = message
-        job.record.updated_at = _now()
-        job.changed.set()
-        job.progressed.set()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class _Job:
-    """A task this process runs."""
-
-    record: TaskRecord
-    work: Work
-    listener: Listener | None
-    done: anyio.Event = field(default_factory=anyio.Event)
-    #: Set when the record changed since the last notification.
-    changed: anyio.Event = field(default_factory=anyio.Event)
-    #: Set when the status message changed since the record was last shared.
-    progressed: anyio.Event = field(default_factory=anyio.Event)
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    #: Whether the record lives in the store. A synchronous call's work is kept
-    #: in this process only until the caller stops waiting for it (``detach``):
-    #: a fast call never writes a task record.
-    detached: bool = True
-    #: Serialises the record's writes, so a later state is never overwritten
-    #: by an earlier one (a detach racing the end of the work).
-    saving: anyio.Lock = field(default_factory=anyio.Lock)
-    #: The job's own task group while it runs: a job that detaches late starts
-    #: its heartbeat and progress sharing there.
-    group: anyio.abc.TaskGroup | None = None
 
 
 class TaskManager:
@@ -126,13 +73,21 @@ class TaskManager:
         self.settings = settings
         self._storage = storage
         self._http = http
-        self.store: TaskStore = MemoryTaskStore()
         #: This process, as named in the records it runs.
         self.runner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._jobs: dict[str, _Job] = {}
-        self._queue: list[str] = []
-        self._slots = anyio.Semaphore(settings.max_running)
+        self._running = JobRunner(settings)
+        # The runner's own dict: a job it forgets is gone from here too.
+        self._jobs = self._running.jobs
         self._group: anyio.abc.TaskGroup | None = None
+
+    @property
+    def store(self) -> TaskStore:
+        """Where task records are kept (the runner's, so both see one store)."""
+        return self._running.store
+
+    @store.setter
+    def store(self, store: TaskStore) -> None:
+        self._running.store = store
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -210,10 +165,11 @@ class TaskManager:
         if self._group is None:
             raise TaskError("the server is not running tasks (it is stopping)")
         ttl = self.ttl_ms(ttl_ms)
-        if self._slots.value == 0 and len(self._queue) >= self.settings.max_queued:
+        queued = len(self._running.queue)
+        if self._running.slots.value == 0 and queued >= self.settings.max_queued:
             raise BusyError(
                 f"too many tasks: {self.settings.max_running} running and "
-                f"{len(self._queue)} queued (server.tasks.max_queued); retry later"
+                f"{queued} queued (server.tasks.max_queued); retry later"
             )
         now = _now()
         record = TaskRecord(
@@ -233,7 +189,7 @@ class TaskManager:
             await self.store.put(record)
         job = _Job(record=record, work=work, listener=listener, detached=detached)
         self._jobs[record.task_id] = job
-        self._group.start_soon(self._run, job)
+        self._group.start_soon(self._running.run, job)
         # A synchronous call's work is logged as a task only once detached.
         (log.info if detached else log.debug)(
             "task_created", task_id=record.task_id, tool=tool
@@ -308,8 +264,8 @@ class TaskManager:
             # Flagged before the first await: the work's end, whenever it comes,
             # now stores its record (after this one, under the job's lock).
             job.detached = True
-            self._start_sharing(job)
-            await self._save(job)
+            self._running.start_sharing(job)
+            await self._running.save(job)
         return None
 
     async def cancel(self, task_id: object, owner: str | None) -> TaskRecord:
@@ -353,173 +309,14 @@ class TaskManager:
         """Delete records past their ttl (called by the retention loop)."""
         return await self.store.delete_expired(_now())
 
-    # -- running -------------------------------------------------------------------
-
-    async def _run(self, job: _Job) -> None:
-        record = job.record
-        token = _current.set(job)
-        try:
-            with job.scope:
-                async with anyio.create_task_group() as group:
-                    job.group = group
-                    # Helpers only where they have work: a synchronous call
-                    # (not detached, no listener) runs without any, which keeps
-                    # three task starts off every fast call.
-                    if job.detached:
-                        self._start_sharing(job)
-                    if job.listener is not None:
-                        group.start_soon(self._notify, job)
-                    self._queue.append(record.task_id)
-                    try:
-                        self._update_queue_messages()
-                        await self._slots.acquire()
-                    finally:
-                        self._queue.remove(record.task_id)
-                    try:
-                        self._update_queue_messages()
-                        report_status("running")
-                        result = await job.work()
-                    finally:
-                        self._slots.release()
-                    self._finish(job, result)
-                    group.cancel_scope.cancel()
-                    job.group = None
-            if job.scope.cancelled_caught:
-                record.status, record.status_message = "cancelled", "cancelled"
-        except Exception:
-            log.exception("task_crashed", task_id=record.task_id)
-            record.status = "failed"
-            record.status_message = (
-                f"{record.tool} failed because of an internal error; the server log "
-                "has the details. The server is still running."
-            )
-            record.result = _error_result(record.status_message)
-        finally:
-            _current.reset(token)
-            if not record.terminal:
-                # The server is stopping (our group was cancelled).
-                record.status = "failed"
-                record.status_message = "the server stopped before the task finished"
-                record.result = _error_result(record.status_message)
-            record.updated_at = record.heartbeat_at = _now()
-            with anyio.CancelScope(shield=True):
-                if job.detached:
-                    await self._save(job)
-                    self._jobs.pop(record.task_id, None)
-                # An undetached job is collected (and forgotten) by its waiter.
-                job.done.set()
-                if job.listener is not None:
-                    await _tell(job.listener, record)
-            (log.info if job.detached else log.debug)(
-                "task_finished", task_id=record.task_id, status=record.status
-            )
-
-    def _finish(self, job: _Job, result: dict[str, Any]) -> None:
-        record = job.record
-        record.result = result
-        if result.get("isError"):
-            record.status = "failed"
-            record.status_message = _text_of(result) or "the tool call failed"
-        else:
-            record.status, record.status_message = "completed", "completed"
-
-    def _update_queue_messages(self) -> None:
-        for ahead, task_id in enumerate(self._queue):
-            job = self._jobs.get(task_id)
-            if job is not None:
-                message = f"queued: {ahead} ahead" if ahead else "queued: next"
-                if job.record.status_message != message:
-                    job.record.status_message = message
-                    job.changed.set()
-                    job.progressed.set()
-
-    def _start_sharing(self, job: _Job) -> None:
-        """Start the heartbeat and progress sharing of a job stored in the store."""
-        if job.group is None:
-            return  # the work is over: its end stores the record
-        try:
-            job.group.start_soon(self._heartbeat, job)
-            job.group.start_soon(self._share_progress, job)
-        except RuntimeError:
-            pass  # the group is closing (the work just ended or was cancelled)
-
-    async def _heartbeat(self, job: _Job) -> None:
-        interval = self.settings.heartbeat_interval.total_seconds()
-        while True:
-            await anyio.sleep(interval)
-            try:
-                if await self.store.cancel_requested(job.record.task_id):
-                    log.info("task_cancel_requested", task_id=job.record.task_id)
-                    job.scope.cancel()
-                    return
-                job.record.heartbeat_at = _now()
-                await self._save(job)
-            except Exception as exc:
-                # A store hiccup must not kill the task; readers elsewhere see a
-                # stale heartbeat only if it lasts several intervals.
-                log.warning(
-                    "task_heartbeat_failed", error=f"{type(exc).__name__}: {exc}"
-                )
-
-    async def _share_progress(self, job: _Job) -> None:
-        # Other replicas read a detached task's progress from the store; the
-        # heartbeat alone (every heartbeat_interval) is too slow to follow it.
-        # At most one write per poll_interval: a client polls no faster, and a
-        # backend reporting every step must not cost a store write per step.
-        interval = self.settings.poll_interval.total_seconds()
-        while True:
-            await job.progressed.wait()
-            job.progressed = anyio.Event()
-            if job.detached:
-                await self._save(job)
-                await anyio.sleep(interval)
-
-    async def _notify(self, job: _Job) -> None:
-        if job.listener is None:
-            return
-        while True:
-            await job.changed.wait()
-            job.changed = anyio.Event()
-            await _tell(job.listener, job.record.model_copy())
-
-    async def _save(self, job: _Job) -> None:
-        record = job.record
-        try:
-            async with job.saving:
-                # Copied under the lock: whoever writes last writes the latest.
-                await self.store.put(record.model_copy())
-        except Exception as exc:
-            log.warning(
-                "task_save_failed",
-                task_id=record.task_id,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-
-
-async def _tell(listener: Listener, record: TaskRecord) -> None:
-    # The client may be gone: a task outlives its connection.
-    try:
-        await listener(record)
-    except Exception as exc:
-        log.debug("task_notify_failed", error=f"{type(exc).__name__}: {exc}")
-
-
-def _text_of(result: dict[str, Any]) -> str | None:
-    for item in result.get("content") or []:
-        if isinstance(item, dict) and item.get("type") == "text":
-            return str(item.get("text"))
-    return None
-
-
-def _error_result(message: str) -> dict[str, Any]:
-    return {"content": [{"type": "text", "text": message}], "isError": True}
-
 
 __all__ = [
     "STALE_HEARTBEATS",
+    "Listener",
     "TaskError",
     "TaskManager",
     "TaskNotFoundError",
+    "Work",
     "current_task_id",
     "report_status",
 ]
