@@ -23,13 +23,13 @@ import structlog
 
 from mcp_imagegen import new_task_id, validate_task_id
 from mcp_imagegen._tasks.running import (
+    Job,
     JobRunner,
     Listener,
     Work,
-    _Job,
-    _now,
     current_task_id,
     report_status,
+    utc_now,
 )
 from mcp_imagegen.errors import BusyError, ConfigurationError, MCPImageError
 from mcp_imagegen.interfaces import ImageStorage, TaskStore
@@ -171,7 +171,7 @@ class TaskManager:
                 f"too many tasks: {self.settings.max_running} running and "
                 f"{queued} queued (server.tasks.max_queued); retry later"
             )
-        now = _now()
+        now = utc_now()
         record = TaskRecord(
             task_id=new_task_id(now),
             owner=owner,
@@ -187,7 +187,7 @@ class TaskManager:
         )
         if detached:
             await self.store.put(record)
-        job = _Job(record=record, work=work, listener=listener, detached=detached)
+        job = Job(record=record, work=work, listener=listener, detached=detached)
         self._jobs[record.task_id] = job
         self._group.start_soon(self._running.run, job)
         # A synchronous call's work is logged as a task only once detached.
@@ -211,7 +211,7 @@ class TaskManager:
                 f"taskId: no task {task_id} (unknown, expired, or not yours)"
             )
         if job is None and record.status == "working":
-            silent = _now() - record.heartbeat_at
+            silent = utc_now() - record.heartbeat_at
             if silent > self.settings.heartbeat_interval * STALE_HEARTBEATS:
                 record.status = "failed"
                 record.status_message = (
@@ -307,7 +307,7 @@ class TaskManager:
 
     async def delete_expired(self) -> int:
         """Delete records past their ttl (called by the retention loop)."""
-        return await self.store.delete_expired(_now())
+        return await self.store.delete_expired(utc_now())
 
 
 __all__ = [

@@ -34,7 +34,7 @@ Work = Callable[[], Awaitable[dict[str, Any]]]
 #: Told of every change of a task this process runs (status or its message).
 Listener = Callable[[TaskRecord], Awaitable[None]]
 
-_current: contextvars.ContextVar[_Job | None] = contextvars.ContextVar(
+_current: contextvars.ContextVar[Job | None] = contextvars.ContextVar(
     "mcp_imagegen_task", default=None
 )
 
@@ -53,17 +53,17 @@ def report_status(message: str) -> None:
     job = _current.get()
     if job is not None and job.record.status_message != message:
         job.record.status_message = message
-        job.record.updated_at = _now()
+        job.record.updated_at = utc_now()
         job.changed.set()
         job.progressed.set()
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
 @dataclass
-class _Job:
+class Job:
     """A task this process runs."""
 
     record: TaskRecord
@@ -103,12 +103,12 @@ class JobRunner:
         #: Replaced by the manager on entering when records are shared.
         self.store: TaskStore = MemoryTaskStore()
         #: The jobs this process runs (and undetached ones not yet collected).
-        self.jobs: dict[str, _Job] = {}
+        self.jobs: dict[str, Job] = {}
         #: Ids of the jobs waiting for a slot, oldest first.
         self.queue: list[str] = []
         self.slots = anyio.Semaphore(settings.max_running)
 
-    async def run(self, job: _Job) -> None:
+    async def run(self, job: Job) -> None:
         """Run ``job`` to its end and record how it ended (in its own task)."""
         record = job.record
         token = _current.set(job)
@@ -155,7 +155,7 @@ class JobRunner:
                 record.status = "failed"
                 record.status_message = "the server stopped before the task finished"
                 record.result = _error_result(record.status_message)
-            record.updated_at = record.heartbeat_at = _now()
+            record.updated_at = record.heartbeat_at = utc_now()
             with anyio.CancelScope(shield=True):
                 if job.detached:
                     await self.save(job)
@@ -168,7 +168,7 @@ class JobRunner:
                 "task_finished", task_id=record.task_id, status=record.status
             )
 
-    def _finish(self, job: _Job, result: dict[str, Any]) -> None:
+    def _finish(self, job: Job, result: dict[str, Any]) -> None:
         record = job.record
         record.result = result
         if result.get("isError"):
@@ -187,7 +187,7 @@ class JobRunner:
                     job.changed.set()
                     job.progressed.set()
 
-    def start_sharing(self, job: _Job) -> None:
+    def start_sharing(self, job: Job) -> None:
         """Start the heartbeat and progress sharing of a job stored in the store."""
         if job.group is None:
             return  # the work is over: its end stores the record
@@ -197,7 +197,7 @@ class JobRunner:
         except RuntimeError:
             pass  # the group is closing (the work just ended or was cancelled)
 
-    async def _heartbeat(self, job: _Job) -> None:
+    async def _heartbeat(self, job: Job) -> None:
         interval = self.settings.heartbeat_interval.total_seconds()
         while True:
             await anyio.sleep(interval)
@@ -206,7 +206,7 @@ class JobRunner:
                     log.info("task_cancel_requested", task_id=job.record.task_id)
                     job.scope.cancel()
                     return
-                job.record.heartbeat_at = _now()
+                job.record.heartbeat_at = utc_now()
                 await self.save(job)
             except Exception as exc:
                 # A store hiccup must not kill the task; readers elsewhere see a
@@ -215,7 +215,7 @@ class JobRunner:
                     "task_heartbeat_failed", error=f"{type(exc).__name__}: {exc}"
                 )
 
-    async def _share_progress(self, job: _Job) -> None:
+    async def _share_progress(self, job: Job) -> None:
         # Other replicas read a detached task's progress from the store; the
         # heartbeat alone (every heartbeat_interval) is too slow to follow it.
         # At most one write per poll_interval: a client polls no faster, and a
@@ -228,7 +228,7 @@ class JobRunner:
                 await self.save(job)
                 await anyio.sleep(interval)
 
-    async def _notify(self, job: _Job) -> None:
+    async def _notify(self, job: Job) -> None:
         if job.listener is None:
             return
         while True:
@@ -236,7 +236,7 @@ class JobRunner:
             job.changed = anyio.Event()
             await _tell(job.listener, job.record.model_copy())
 
-    async def save(self, job: _Job) -> None:
+    async def save(self, job: Job) -> None:
         """Write the job's record; a failing store is logged, not raised."""
         record = job.record
         try:
