@@ -59,6 +59,7 @@ def report_status(message: str) -> None:
 
 
 def utc_now() -> datetime:
+    """Now, in UTC (task records keep aware times)."""
     return datetime.now(UTC)
 
 
