@@ -36,7 +36,7 @@ from mcp_imagegen.models import (
 class ComponentSettings(BaseModel):
     """Base class of every component's settings: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Component:

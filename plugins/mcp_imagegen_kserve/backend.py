@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import anyio
-import httpx
 import structlog
 
 from mcp_imagegen import (
@@ -40,9 +40,7 @@ from mcp_imagegen import (
     ProgressReporter,
     ValidationError,
 )
-from mcp_imagegen_kserve.exchange import Exchange, Reply, open_client
 from mcp_imagegen_kserve.failures import Failures
-from mcp_imagegen_kserve.health import check_ready
 from mcp_imagegen_kserve.payloads import build_payload
 from mcp_imagegen_kserve.progress import ProgressTracker
 from mcp_imagegen_kserve.responses import (
@@ -51,6 +49,11 @@ from mcp_imagegen_kserve.responses import (
     parse_v2_response,
 )
 from mcp_imagegen_kserve.settings import KServeSettings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from mcp_imagegen_kserve.exchange import Exchange, Reply
 
 log = structlog.get_logger(__name__)
 
@@ -99,6 +102,9 @@ class KServeBackend(InferenceBackend):
         """Open the connection pool (no request is sent: the model may be asleep)."""
         if self._client is not None:
             return
+        # Here, not at import: httpx loads only when a kserve backend is configured.
+        from mcp_imagegen_kserve.exchange import Exchange, open_client
+
         settings = self.settings
         self._client = open_client(settings, self.instance_name, self._transport)
         self._exchange = Exchange(
@@ -152,6 +158,8 @@ class KServeBackend(InferenceBackend):
         client = self._client
         if client is None:
             return Health(status="unavailable", detail="the backend is not started")
+        from mcp_imagegen_kserve.health import check_ready
+
         return await check_ready(client, self.ready_url, self.settings, self._failures)
 
     # -- generation ----------------------------------------------------------------

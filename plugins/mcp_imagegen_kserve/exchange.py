@@ -24,11 +24,15 @@ from mcp_imagegen import (
     ConfigurationError,
     __version__,
 )
-from mcp_imagegen_kserve.failures import Failure, Failures, describe_http_error
+from mcp_imagegen_kserve.failures import (
+    RETRYABLE_STATUSES,
+    Failure,
+    Failures,
+    describe_http_error,
+)
 from mcp_imagegen_kserve.payloads import encode_payload
 from mcp_imagegen_kserve.progress import ProgressTracker
 from mcp_imagegen_kserve.retries import (
-    RETRYABLE_STATUSES,
     STALE_CONNECTION_ERRORS,
     ConnectionTrace,
     backoff_delay,

@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import httpx
 import structlog
 
 from mcp_imagegen import (
@@ -21,8 +20,13 @@ from mcp_imagegen import (
     BadBackendResponseError,
     redact_url_text,
 )
-from mcp_imagegen_kserve.retries import RETRYABLE_STATUSES
 from mcp_imagegen_kserve.settings import KServeSettings
+
+if TYPE_CHECKING:
+    import httpx
+
+#: Statuses worth another attempt: gateways and cold starts (model not ready).
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
 
 # One logger name for the whole backend, as before it was split into modules.
 log = structlog.get_logger("mcp_imagegen_kserve.backend")
@@ -103,6 +107,8 @@ class Failures:
         self, status: int, headers: Mapping[str, str], body: bytes
     ) -> Failure:
         """Return the error type and message for a non-2xx answer."""
+        import httpx  # loaded with the connection pool, not with the plugin
+
         model = self.settings.model
         text = error_text(body, headers.get("content-type"))
         said = f": {text}" if text else ""

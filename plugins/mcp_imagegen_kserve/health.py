@@ -8,8 +8,12 @@ import time
 import httpx
 
 from mcp_imagegen import Health
-from mcp_imagegen_kserve.failures import Failures, describe_http_error, error_text
-from mcp_imagegen_kserve.retries import RETRYABLE_STATUSES
+from mcp_imagegen_kserve.failures import (
+    RETRYABLE_STATUSES,
+    Failures,
+    describe_http_error,
+    error_text,
+)
 from mcp_imagegen_kserve.settings import KServeSettings
 
 

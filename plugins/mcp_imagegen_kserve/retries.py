@@ -16,8 +16,6 @@ import httpx
 
 from mcp_imagegen_kserve.settings import KServeSettings
 
-#: Statuses worth another attempt: gateways and cold starts (model not ready).
-RETRYABLE_STATUSES = frozenset({502, 503, 504})
 #: Transport errors of a request on a kept-alive connection the server had closed.
 STALE_CONNECTION_ERRORS = (
     httpx.ReadError,

@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 from typing import Literal
 
-import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from mcp_imagegen import ComponentSettings, redact_url_text
@@ -136,6 +135,8 @@ class KServeSettings(ComponentSettings):
                 "must not carry credentials (user:password@ or a secret query "
                 "value); set the token setting through the environment instead"
             )
+        import httpx  # here: only a configured kserve backend needs it
+
         try:
             url = httpx.URL(value.strip())
         except httpx.InvalidURL as exc:
