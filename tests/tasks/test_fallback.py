@@ -96,6 +96,28 @@ async def test_wait_false_answers_at_once_and_a_fast_call_still_waits(
     assert _images(waited) == _images(done)
 
 
+async def test_a_call_detached_while_queued_says_where_it_waits(
+    make_server: Callable[..., ImageGenServer],
+) -> None:
+    # One task at a time: the second call waits in the task queue, and is
+    # answered (wait=false) while it still waits there.
+    one_at_a_time = {**SLOW, "server": {"tasks": {"max_running": 1}}}
+    async with mcp.Client(make_server(one_at_a_time)) as client:
+        running = await client.call_tool(
+            "generate_image", {**SMALL, "steps": 30, "wait": False}
+        )
+        queued = await client.call_tool("generate_image", {**SMALL, "wait": False})
+        assert queued.structured_content is not None
+        again = await client.call_tool(
+            "get_generation",
+            {"generation_id": queued.structured_content["generation_id"]},
+        )
+
+    assert running.is_error is not True
+    assert "(status: queued: next)" in _text(queued)
+    assert "(status: queued: next)" in _text(again)
+
+
 @pytest.mark.parametrize(
     "generation_id", [new_task_id(), "../../x", ""], ids=["unknown", "path", "empty"]
 )

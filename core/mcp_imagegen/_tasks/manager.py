@@ -261,11 +261,7 @@ class TaskManager:
                 self._jobs.pop(task_id, None)
             return job.record.model_copy()
         if not job.detached:
-            # Flagged before the first await: the work's end, whenever it comes,
-            # now stores its record (after this one, under the job's lock).
-            job.detached = True
-            self._running.start_sharing(job)
-            await self._running.save(job)
+            await self._running.detach(job)
         return None
 
     async def cancel(self, task_id: object, owner: str | None) -> TaskRecord:

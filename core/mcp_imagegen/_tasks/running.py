@@ -181,12 +181,27 @@ class JobRunner:
     def _update_queue_messages(self) -> None:
         for ahead, task_id in enumerate(self.queue):
             job = self.jobs.get(task_id)
-            if job is not None:
+            # A synchronous call's job is seen by nobody until it detaches
+            # (which refreshes its message): skipping it keeps 64 waiting
+            # calls from costing 64 updates each time one starts or ends.
+            if job is not None and (job.detached or job.listener is not None):
                 message = f"queued: {ahead} ahead" if ahead else "queued: next"
                 if job.record.status_message != message:
                     job.record.status_message = message
                     job.changed.set()
                     job.progressed.set()
+
+    async def detach(self, job: Job) -> None:
+        """Keep ``job``'s record in the store from now on (its caller stopped waiting).
+
+        Flagged before the first await: the work's end, whenever it comes, then
+        stores its record (after this one, under the job's lock).
+        """
+        job.detached = True
+        if job.record.task_id in self.queue:
+            self._update_queue_messages()
+        self.start_sharing(job)
+        await self.save(job)
 
     def start_sharing(self, job: Job) -> None:
         """Start the heartbeat and progress sharing of a job stored in the store."""
