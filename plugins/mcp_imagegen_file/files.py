@@ -2,8 +2,9 @@
 
 Every file is written to a hidden temporary name, fsynced and renamed, so no
 reader ever sees a partial file; a save fsyncs its image and record together
-before renaming either. The record is written last and removed first,
-so it is the marker that an image exists.
+before renaming either, and the folder after renaming both (a new name is
+durable only once its folder is). The record is written last and removed
+first, so it is the marker that an image exists.
 """
 
 from __future__ import annotations
@@ -33,13 +34,27 @@ from mcp_imagegen_file.layout import TEMP_PREFIX, FileLayout
 _FSYNCS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mcp-imagegen-fsync")
 
 
+def fsync_directory(path: Path) -> None:
+    """Make the entries of folder ``path`` durable (new and renamed names).
+
+    fsync of a file makes its data durable, not its name: after a power loss a
+    file renamed into a folder whose own fsync never ran may be gone.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_atomic(*files: tuple[Path, bytes]) -> None:
     """Write each ``(path, data)`` atomically: temporary names, fsync, rename.
 
     Every file is written to a temporary name beside its path first, then all
-    are fsynced at once, and only then renamed, in the order given. So when
-    the second file (a record) appears, the first (its image) is complete and
-    durable; a failure before the renames leaves no file under its final name.
+    are fsynced at once, and only then renamed, in the order given, and their
+    folders fsynced. So when the second file (a record) appears, the first (its
+    image) is complete and durable; when this returns, both names are durable
+    too; a failure before the renames leaves no file under its final name.
     """
     temps: list[Path] = []
     fds: list[int] = []
@@ -63,6 +78,9 @@ def write_atomic(*files: tuple[Path, bytes]) -> None:
         fds.clear()
         for temp, (path, _) in zip(temps, files, strict=True):
             os.replace(temp, path)
+        temps.clear()
+        for folder in dict.fromkeys(path.parent for path, _ in files):
+            fsync_directory(folder)
     except BaseException:
         for fd in fds:
             with contextlib.suppress(OSError):
@@ -104,7 +122,12 @@ class FileIO(FileLayout):
                 # retry makes it again.
                 shard = image_path.parent
                 if attempt or shard != self._known_shard:
+                    created = not shard.is_dir()
                     shard.mkdir(parents=True, exist_ok=True)
+                    if created:
+                        # The new hour (and perhaps day) folder's names.
+                        fsync_directory(shard.parent)
+                        fsync_directory(shard.parent.parent)
                     self._known_shard = shard
                 try:
                     write_atomic(

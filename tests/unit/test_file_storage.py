@@ -317,6 +317,49 @@ async def test_both_files_are_fsynced_together_before_either_is_renamed_image_fi
     assert not [f for f in visible_files(image_dir) if ".tmp-" in f]
 
 
+async def test_a_save_fsyncs_the_folders_that_got_new_names_after_renaming(
+    storage: FileStorage, image_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fsync of a file makes its data durable, not its name: after a power loss,
+    # a file renamed into a folder never fsynced may be gone. A new image's
+    # shard folder gets fsynced after both renames; the first image of an hour
+    # also makes its hour (and day) folder's own names durable.
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        target = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        if target.is_dir():
+            events.append(f"fsync {target.relative_to(image_dir.parent).as_posix()}")
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any) -> None:
+        events.append("rename " + os.path.basename(dst).split(".")[-1])
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    first = make_record(png_bytes(), image_id=new_image_id(datetime(2026, 3, 1, 9)))
+    second = make_record(png_bytes(), image_id=new_image_id(datetime(2026, 3, 1, 9)))
+
+    await storage.save(first, png_bytes())
+    first_events, events[:] = list(events), []
+    await storage.save(second, png_bytes())
+
+    root = image_dir.name
+    day = f"{root}/2026-03-01"
+    hour = f"{day}/09"
+    assert first_events == [
+        f"fsync {day}",
+        f"fsync {root}",
+        "rename png",
+        "rename json",
+        f"fsync {hour}",
+    ]
+    assert events == ["rename png", "rename json", f"fsync {hour}"]
+    assert (await storage.load(second.id)).data == png_bytes()
+
+
 # -- listing -------------------------------------------------------------------------
 
 
