@@ -5,12 +5,22 @@ Each run spawns the server over stdio and measures the time until the
 noise hits both alike. Prints the medians and their ratio (goal: <= 1.5).
 
     .venv/bin/python bench/startup.py [--runs 15]
+
+``--trees A B ...`` instead compares source trees (exported with ``git archive``;
+``installed`` is the one the venv runs) against each other: every round runs
+each tree's server once, in a shuffled order, and the medians of
+``mcp-imagegen serve``'s time to initialize are printed per tree (no bare
+server: its time, too, depends on the tree, which it imports the placeholder
+from).
+
+    .venv/bin/python bench/startup.py --trees installed /tmp/ab/pre [--runs 40]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -36,11 +46,51 @@ async def time_to_initialize(params: StdioServerParameters, errlog: Path) -> flo
     return elapsed
 
 
+def tree_servers(trees: list[str], work: Path) -> dict[str, StdioServerParameters]:
+    """``mcp-imagegen serve`` running each tree (``installed``: the venv's own)."""
+    base = {"PATH": os.environ["PATH"], "HOME": str(work), "XDG_DATA_HOME": str(work)}
+    params = {}
+    for tree in trees:
+        env = dict(base)
+        if tree != "installed":
+            root = Path(tree).resolve()
+            env["PYTHONPATH"] = f"{root / 'core'}:{root / 'plugins'}"
+        params[tree] = StdioServerParameters(
+            command=str(BIN / "mcp-imagegen"), args=["serve"], env=env
+        )
+    return params
+
+
+async def compare_trees(trees: list[str], runs: int, work: Path) -> None:
+    """Median time to initialize per source tree, trees shuffled every round."""
+    params = tree_servers(trees, work)
+    errlog = work / "stderr.log"
+    for tree in trees:  # warm-up: the same file-system cache for all
+        await time_to_initialize(params[tree], errlog)
+    times: dict[str, list[float]] = {tree: [] for tree in trees}
+    order = list(trees)
+    for _ in range(runs):
+        random.shuffle(order)
+        for tree in order:
+            times[tree].append(await time_to_initialize(params[tree], errlog))
+    print(f"rounds: {runs} (each tree once per round, shuffled)")
+    for tree in trees:
+        values = sorted(times[tree])
+        print(
+            f"{tree:30s} median {statistics.median(values) * 1000:7.1f} ms, "
+            f"lower quartile {values[len(values) // 4] * 1000:7.1f} ms"
+        )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--trees", nargs="+", help="compare these source trees")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
+    if args.trees:
+        await compare_trees(args.trees, args.runs, work)
+        return
     env = {"PATH": os.environ["PATH"], "HOME": str(work), "XDG_DATA_HOME": str(work)}
     # A/B runs point PYTHONPATH at an exported tree (docs/performance.md).
     env.update({k: v for k, v in os.environ.items() if k == "PYTHONPATH"})
