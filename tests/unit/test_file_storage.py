@@ -282,6 +282,17 @@ async def test_write_failing_half_way_leaves_no_partial_file_and_keeps_earlier_i
         await storage.load(record.id)
 
 
+def record_renames(monkeypatch: pytest.MonkeyPatch, events: list[str]) -> None:
+    """Append ``"rename <extension>"`` to ``events`` for every ``os.replace``."""
+    real_replace = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        events.append("rename " + os.path.basename(dst).split(".")[-1])
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
 async def test_both_files_are_fsynced_together_before_either_is_renamed_image_first(
     storage: FileStorage, image_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -291,7 +302,7 @@ async def test_both_files_are_fsynced_together_before_either_is_renamed_image_fi
     # its timeout bounds the wait if they ran one after the other.
     barrier = threading.Barrier(2, timeout=10)
     events: list[str] = []
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync = os.fsync
 
     def fsync(fd: int) -> None:
         name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
@@ -300,12 +311,8 @@ async def test_both_files_are_fsynced_together_before_either_is_renamed_image_fi
             events.append("fsync " + name.split(".")[-1].split("-")[0])
         real_fsync(fd)
 
-    def replace(src: Any, dst: Any) -> None:
-        events.append("rename " + os.path.basename(dst).split(".")[-1])
-        real_replace(src, dst)
-
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    record_renames(monkeypatch, events)
     data = png_bytes()
     record = make_record(data)
 
@@ -325,7 +332,7 @@ async def test_a_save_fsyncs_the_folders_that_got_new_names_after_renaming(
     # shard folder gets fsynced after both renames; the first image of an hour
     # also makes its hour (and day) folder's own names durable.
     events: list[str] = []
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync = os.fsync
 
     def fsync(fd: int) -> None:
         target = Path(os.readlink(f"/proc/self/fd/{fd}"))
@@ -333,12 +340,8 @@ async def test_a_save_fsyncs_the_folders_that_got_new_names_after_renaming(
             events.append(f"fsync {target.relative_to(image_dir.parent).as_posix()}")
         real_fsync(fd)
 
-    def replace(src: Any, dst: Any) -> None:
-        events.append("rename " + os.path.basename(dst).split(".")[-1])
-        real_replace(src, dst)
-
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    record_renames(monkeypatch, events)
     first = make_record(png_bytes(), image_id=new_image_id(datetime(2026, 3, 1, 9)))
     second = make_record(png_bytes(), image_id=new_image_id(datetime(2026, 3, 1, 9)))
 
