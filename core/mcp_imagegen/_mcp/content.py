@@ -64,7 +64,8 @@ class ResultModel(BaseModel):
 
     Each model's schema is built once per mode and copied after that: several
     tools return the same models (``ImageInfo`` in six of them), and the SDK
-    builds every tool's outputSchema at start-up.
+    builds every tool's outputSchema at start-up. (The key is the mode only:
+    result models have no field aliases, so ``by_alias`` cannot change it.)
     """
 
     @classmethod
