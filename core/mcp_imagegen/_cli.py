@@ -279,7 +279,7 @@ def _raise_ours(group: BaseExceptionGroup[BaseException]) -> None:
 
 def _serve_http(settings: Settings, allow_unauthenticated: bool) -> int:
     from mcp_imagegen._app import create_server
-    from mcp_imagegen._http import exposure_problem, serve_http
+    from mcp_imagegen._http import exposure_problem, loop_options, serve_http
     from mcp_imagegen._memory import limit_arenas_for_serving
 
     # Before building anything: nothing is bound or started when refused.
@@ -287,10 +287,11 @@ def _serve_http(settings: Settings, allow_unauthenticated: bool) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return EXIT_CONFIG
+    loop = loop_options(settings.server.http.loop)
     limit_arenas_for_serving()
     server = create_server(settings, http=True)
     try:
-        return anyio.run(serve_http, server, settings.server.http)
+        return anyio.run(serve_http, server, settings.server.http, backend_options=loop)
     except BaseExceptionGroup as group:
         _raise_ours(group)
         raise

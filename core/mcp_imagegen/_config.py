@@ -132,6 +132,10 @@ class HttpSettings(_Section):
     drain_timeout: timedelta = Field(timedelta(seconds=30), ge=timedelta(0))
     #: Largest request body accepted (413 beyond).
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    #: The event loop: "uvloop" (faster; a dependency, but not on Windows),
+    #: "asyncio" (the standard library's), or "auto": uvloop where installed,
+    #: as uvicorn's own default.
+    loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     #: Signs the /images/{id} links of tool results (HMAC-SHA256); set it through
     #: MCP_IMAGEGEN_SERVER__HTTP__URL_SECRET. Unset: a fresh one per process, so
     #: links die with the process and one replica cannot serve another's links;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +18,12 @@ from mcp_imagegen._http import (
     auth_enabled,
     build_app,
     exposure_problem,
+    loop_options,
     transport_security,
 )
 from mcp_imagegen.errors import ConfigurationError
 from tests.conftest import MCP_IMAGEGEN_BIN
-from tests.http.conftest import free_port
+from tests.http.conftest import StartServer, free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -213,3 +216,67 @@ def test_a_component_that_cannot_start_is_reported_in_one_line(
     assert last.startswith("mcp-imagegen: ")
     assert "storage.file.directory" in last
     assert "Traceback" not in result.stderr
+
+
+# -- the event loop (server.http.loop) -------------------------------------------
+
+
+def _serving_event(log_text: str) -> dict[str, object]:
+    for line in log_text.splitlines():
+        if line.startswith("{") and '"http_serving"' in line:
+            event: dict[str, object] = json.loads(line)
+            return event
+    raise AssertionError(f"no http_serving line:\n{log_text}")
+
+
+@pytest.mark.parametrize(
+    ("choice", "loop"), [(None, "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")]
+)
+async def test_the_server_runs_on_the_configured_event_loop(
+    start_server: StartServer, choice: str | None, loop: str
+) -> None:
+    # uvloop is a dependency (except on Windows): "auto", the default, takes it.
+    http = {} if choice is None else {"loop": choice}
+    server = start_server(config={"server.http": http}, args=["--log-level", "info"])
+    async with server.session() as session:
+        result = await session.call_tool(
+            "generate_image", {"prompt": "a lighthouse", "width": 64, "height": 64}
+        )
+
+    assert result.is_error is not True
+    assert _serving_event(server.log_text())["loop"] == loop
+
+
+def test_uvloop_asked_for_but_not_installed_is_a_clear_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As on Windows, where uvloop does not exist.
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "uvloop" else real_find_spec(name, *a),
+    )
+
+    with pytest.raises(ConfigurationError, match="uvloop is not installed"):
+        loop_options("uvloop")
+    assert loop_options("auto") == {}
+    assert loop_options("asyncio") == {}
+
+
+def test_an_unknown_loop_is_refused_in_one_line(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [str(MCP_IMAGEGEN_BIN), "serve", "--transport", "http"],
+        env={**subprocess_env, "MCP_IMAGEGEN_SERVER__HTTP__LOOP": "trio"},
+        cwd=tmp_path / "work",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert "server.http.loop" in result.stderr
+    assert "Uvicorn running" not in result.stderr

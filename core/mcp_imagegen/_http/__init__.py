@@ -11,7 +11,7 @@ from mcp_imagegen._http.safety import (
     is_loopback,
     transport_security,
 )
-from mcp_imagegen._http.serve import serve_http
+from mcp_imagegen._http.serve import loop_options, serve_http
 
 __all__ = [
     "Lifecycle",
@@ -19,6 +19,7 @@ __all__ = [
     "build_app",
     "exposure_problem",
     "is_loopback",
+    "loop_options",
     "readiness",
     "serve_http",
     "transport_security",

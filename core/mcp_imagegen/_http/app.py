@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -158,7 +159,14 @@ def _lifespan(
         try:
             async with sdk_lifespan(app):
                 started = True
-                log.info("http_serving", host=http.host, port=http.port, path=http.path)
+                log.info(
+                    "http_serving",
+                    host=http.host,
+                    port=http.port,
+                    path=http.path,
+                    # "uvloop" or "asyncio" (server.http.loop)
+                    loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
+                )
                 try:
                     yield
                 finally:

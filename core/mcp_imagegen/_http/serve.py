@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -18,6 +20,7 @@ from mcp_imagegen._config import HttpSettings
 from mcp_imagegen._http.app import Lifecycle, build_app, startup_log_filter
 from mcp_imagegen._http.safety import is_loopback
 from mcp_imagegen._mcp import ImageGenServer
+from mcp_imagegen.errors import ConfigurationError
 
 log = structlog.get_logger("mcp_imagegen._http")
 
@@ -33,6 +36,24 @@ class _Server(uvicorn.Server):
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def loop_options(choice: str) -> dict[str, Any]:
+    """anyio's ``backend_options`` for ``server.http.loop``.
+
+    ``auto`` takes uvloop where it is installed, as uvicorn's own default does
+    (``serve_http`` runs uvicorn inside anyio, so uvicorn does not choose).
+
+    Raises:
+        ConfigurationError: for ``uvloop`` when it is not installed.
+    """
+    installed = importlib.util.find_spec("uvloop") is not None
+    if choice == "uvloop" and not installed:
+        raise ConfigurationError(
+            'server.http.loop = "uvloop", but uvloop is not installed (it is not '
+            'available on Windows); install it, or set loop = "auto" or "asyncio"'
+        )
+    return {"use_uvloop": True} if choice != "asyncio" and installed else {}
 
 
 def _uvicorn(app: Starlette, http: HttpSettings, grace: int) -> _Server:
