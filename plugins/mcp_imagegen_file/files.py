@@ -10,6 +10,7 @@ first, so it is the marker that an image exists.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -34,15 +35,26 @@ from mcp_imagegen_file.layout import TEMP_PREFIX, FileLayout
 _FSYNCS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mcp-imagegen-fsync")
 
 
+#: What a file system that cannot fsync a folder answers (some FUSE and network
+#: file systems); PostgreSQL's ``fsync_fname`` takes these as "nothing to do" too.
+_NO_FOLDER_FSYNC = frozenset(
+    {errno.EINVAL, errno.EBADF, errno.ENOTSUP, errno.EOPNOTSUPP}
+)
+
+
 def fsync_directory(path: Path) -> None:
     """Make the entries of folder ``path`` durable (new and renamed names).
 
     fsync of a file makes its data durable, not its name: after a power loss a
-    file renamed into a folder whose own fsync never ran may be gone.
+    file renamed into a folder whose own fsync never ran may be gone. A file
+    system that cannot fsync folders is left as it is; a real I/O error raises.
     """
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _NO_FOLDER_FSYNC:
+            raise
     finally:
         os.close(fd)
 
@@ -139,8 +151,11 @@ class FileIO(FileLayout):
                     if attempt == 2:
                         raise
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                image_path.unlink()
+            # The record first (it marks the image as there): a failure after the
+            # renames (fsync of the folder) leaves neither file behind either.
+            for path in (record_path, image_path):
+                with contextlib.suppress(OSError):
+                    path.unlink()
             raise StorageError(
                 f"Could not save image '{record.id}' in {self.directory}: "
                 f"{exc.strerror or exc}."

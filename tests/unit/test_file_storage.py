@@ -363,6 +363,47 @@ async def test_a_save_fsyncs_the_folders_that_got_new_names_after_renaming(
     assert (await storage.load(second.id)).data == png_bytes()
 
 
+@pytest.mark.parametrize(
+    ("error", "saved"),
+    [(errno.EINVAL, True), (errno.EIO, False)],
+    ids=["folder-fsync-unsupported", "folder-fsync-io-error"],
+)
+async def test_a_folder_fsync_the_file_system_cannot_do_is_skipped_an_io_error_fails(
+    storage: FileStorage,
+    image_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    error: int,
+    saved: bool,
+) -> None:
+    # Some FUSE and network file systems answer EINVAL to fsync on a folder:
+    # saves must still work there. A real I/O error (here after both renames,
+    # in a folder an earlier save made) fails the save, which then leaves
+    # nothing of it behind.
+    earlier, earlier_data = await save_new(storage)
+    files_before = visible_files(image_dir)
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).is_dir():
+            raise OSError(error, os.strerror(error))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    data = png_bytes()
+    record = make_record(data)
+
+    if saved:
+        await storage.save(record, data)
+        assert (await storage.load(record.id)).data == data
+    else:
+        with pytest.raises(StorageError, match=os.strerror(errno.EIO)):
+            await storage.save(record, data)
+        assert visible_files(image_dir) == files_before
+        with pytest.raises(ImageNotFoundError):
+            await storage.load(record.id)
+    assert (await storage.load(earlier.id)).data == earlier_data
+
+
 # -- listing -------------------------------------------------------------------------
 
 
