@@ -116,27 +116,40 @@ def test_other_hosts_need_auth_or_the_flag(host: str) -> None:
     assert exposure_problem(settings, allow_unauthenticated=True) is None
 
 
-def test_serve_refuses_a_public_host_without_auth_before_binding(
-    subprocess_env: dict[str, str], tmp_path: Path
-) -> None:
+def refused_before_binding(
+    subprocess_env: dict[str, str],
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+) -> str:
+    """Run ``serve --transport http ARGS``; return its one line of refusal.
+
+    Refused before building anything: exit 2, no component started, nothing bound.
+    """
     result = subprocess.run(
-        [str(MCP_IMAGEGEN_BIN), "serve", "--transport", "http", "--host", "0.0.0.0"],
-        env=subprocess_env,
+        [str(MCP_IMAGEGEN_BIN), "serve", "--transport", "http", *args],
+        env={**subprocess_env, **(env or {})},
         cwd=tmp_path / "work",
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-
-    assert result.returncode == 2
+    assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert "0.0.0.0" in lines[0]
-    assert "--allow-unauthenticated" in lines[0]
-    # Refused before building anything: no component started, nothing bound.
     assert "server_started" not in result.stderr
     assert "Uvicorn running" not in result.stderr
+    return lines[0]
+
+
+def test_serve_refuses_a_public_host_without_auth_before_binding(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    line = refused_before_binding(subprocess_env, tmp_path, "--host", "0.0.0.0")
+
+    assert "0.0.0.0" in line
+    assert "--allow-unauthenticated" in line
 
 
 def test_bad_transport_is_a_usage_error(
@@ -267,16 +280,9 @@ def test_uvloop_asked_for_but_not_installed_is_a_clear_configuration_error(
 def test_an_unknown_loop_is_refused_in_one_line(
     subprocess_env: dict[str, str], tmp_path: Path
 ) -> None:
-    result = subprocess.run(
-        [str(MCP_IMAGEGEN_BIN), "serve", "--transport", "http"],
-        env={**subprocess_env, "MCP_IMAGEGEN_SERVER__HTTP__LOOP": "trio"},
-        cwd=tmp_path / "work",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    line = refused_before_binding(
+        subprocess_env, tmp_path, env={"MCP_IMAGEGEN_SERVER__HTTP__LOOP": "trio"}
     )
 
-    assert result.returncode == 2
-    assert "server.http.loop" in result.stderr
-    assert "Uvicorn running" not in result.stderr
+    assert "server.http.loop" in line
+    assert "MCP_IMAGEGEN_SERVER__HTTP__LOOP" in line
