@@ -90,6 +90,17 @@ class TaskClient:
             GetTaskResult,
         )
 
+    async def until(
+        self, task_id: str, check: Callable[[GetTaskResult], bool], polls: int = 1200
+    ) -> GetTaskResult:
+        """Poll tasks/get until ``check`` holds (bounded: ``polls`` × 50 ms)."""
+        for _ in range(polls):
+            task = await self.get(task_id)
+            if check(task):
+                return task
+            await anyio.sleep(0.05)
+        raise AssertionError(f"task never reached the state; last: {task}")
+
     async def result(self, task_id: str) -> CallToolResult:
         # tasks/result blocks until the task ends: bounded, so a task that never
         # ends fails the test instead of hanging it.

@@ -32,16 +32,6 @@ def _images(result: CallToolResult) -> list[dict[str, Any]]:
     ]
 
 
-async def _until(tasks: TaskClient, task_id: str, check: Callable[[Any], bool]) -> Any:
-    """Poll tasks/get until ``check`` holds (bounded: 600 × 50 ms)."""
-    for _ in range(600):
-        task = await tasks.get(task_id)
-        if check(task):
-            return task
-        await anyio.sleep(0.05)
-    raise AssertionError(f"task never reached the state; last: {task}")
-
-
 async def test_server_advertises_tasks_and_the_tools_that_accept_them(
     make_server: Callable[..., ImageGenServer],
 ) -> None:
@@ -133,7 +123,7 @@ async def test_cancelling_a_task_stops_its_generation_frees_the_slot_and_stores_
         tasks = TaskClient(client)
         created = await tasks.call_as_task("generate_image", {**SMALL, "steps": 50})
         task_id = created.task.task_id
-        await _until(tasks, task_id, lambda t: "step" in (t.status_message or ""))
+        await tasks.until(task_id, lambda t: "step" in (t.status_message or ""))
         cancelled = await tasks.cancel(task_id)
         after = await tasks.get(task_id)
         with pytest.raises(MCPError) as no_result:
@@ -217,8 +207,8 @@ async def test_tasks_wait_their_turn_and_a_full_queue_is_refused(
         tasks = TaskClient(client)
         first = await tasks.call_as_task("generate_image", {**SMALL, "steps": 50})
         second = await tasks.call_as_task("generate_image", {**SMALL, "steps": 1})
-        waiting = await _until(
-            tasks, second.task.task_id, lambda t: t.status_message == "queued: next"
+        waiting = await tasks.until(
+            second.task.task_id, lambda t: t.status_message == "queued: next"
         )
         with pytest.raises(MCPError) as full:
             await tasks.call_as_task("generate_image", SMALL)
@@ -311,9 +301,9 @@ async def test_a_cancel_asked_through_the_store_stops_the_running_task(
         tasks = TaskClient(client)
         created = await tasks.call_as_task("generate_image", {**SMALL, "steps": 50})
         task_id = created.task.task_id
-        await _until(tasks, task_id, lambda t: "step" in (t.status_message or ""))
+        await tasks.until(task_id, lambda t: "step" in (t.status_message or ""))
         await server.tasks.store.request_cancel(task_id)
-        final = await _until(tasks, task_id, lambda t: t.status != "working")
+        final = await tasks.until(task_id, lambda t: t.status != "working")
 
     assert final.status == "cancelled"
     assert not [p async for p in anyio.Path(image_dir).rglob("*.png")]

@@ -53,6 +53,11 @@ def _pair(
     )
 
 
+def _stepping(task: GetTaskResult) -> bool:
+    """The runner has reported a generation step."""
+    return "step" in (task.status_message or "")
+
+
 async def _poll(
     tasks: TaskClient, task_id: str, messages: list[str] | None = None
 ) -> GetTaskResult:
@@ -147,11 +152,7 @@ async def test_cancelling_on_b_stops_the_task_running_on_a_and_stores_nothing(
             task_id = created.task.task_id
             async with replica_b.session() as on_b:
                 on_b_tasks = TaskClient(on_b)
-                for _ in range(POLLS):
-                    seen = await on_b_tasks.get(task_id)
-                    if "step" in (seen.status_message or ""):
-                        break
-                    await anyio.sleep(0.05)
+                seen = await on_b_tasks.until(task_id, _stepping)
                 cancelled = await on_b_tasks.cancel(task_id)
                 on_a_final = await _poll(on_a_tasks, task_id)
                 on_b_final = await _poll(on_b_tasks, task_id)
@@ -176,11 +177,7 @@ async def test_a_task_whose_replica_is_killed_is_reported_failed_by_the_other(
             task_id = created.task.task_id
             async with replica_b.session() as on_b:
                 tasks = TaskClient(on_b)
-                for _ in range(POLLS):
-                    seen = await tasks.get(task_id)
-                    if "step" in (seen.status_message or ""):
-                        break
-                    await anyio.sleep(0.05)
+                seen = await tasks.until(task_id, _stepping)
                 # No goodbye: the runner cannot record anything any more.
                 replica_a.process.send_signal(signal.SIGKILL)
                 replica_a.process.wait()
