@@ -101,6 +101,19 @@ class TaskClient:
             await anyio.sleep(0.05)
         raise AssertionError(f"task never reached the state; last: {task}")
 
+    async def until_done(
+        self, task_id: str, messages: list[str] | None = None
+    ) -> GetTaskResult:
+        """Poll tasks/get until the task ends; status messages seen go to messages."""
+
+        def done(task: GetTaskResult) -> bool:
+            seen = task.status_message
+            if messages is not None and seen and (not messages or messages[-1] != seen):
+                messages.append(seen)
+            return task.status != "working"
+
+        return await self.until(task_id, done)
+
     async def result(self, task_id: str) -> CallToolResult:
         # tasks/result blocks until the task ends: bounded, so a task that never
         # ends fails the test instead of hanging it.

@@ -86,13 +86,7 @@ async def test_a_task_follows_the_predictors_progress_and_ends_as_a_synchronous_
             tasks = TaskClient(client)
             created = await tasks.call_as_task("generate_image", arguments)
             task_id = created.task.task_id
-            for _ in range(POLLS):
-                task = await tasks.get(task_id)
-                if task.status_message and task.status_message not in messages:
-                    messages.append(task.status_message)
-                if task.status != "working":
-                    break
-                await anyio.sleep(0.05)
+            task = await tasks.until_done(task_id, messages)
             from_task = await tasks.result(task_id)
             synchronous = await client.call_tool("generate_image", arguments)
 
@@ -120,11 +114,10 @@ async def test_cancelling_a_task_aborts_the_predictor_request_and_frees_the_slot
             tasks = TaskClient(client)
             created = await tasks.call_as_task("generate_image", ARGUMENTS)
             task_id = created.task.task_id
-            for _ in range(POLLS):
-                task = await tasks.get(task_id)
-                if (task.status_message or "").startswith("waiting for model"):
-                    break
-                await anyio.sleep(0.05)
+            task = await tasks.until(
+                task_id,
+                lambda t: (t.status_message or "").startswith("waiting for model"),
+            )
             cancelled = await tasks.cancel(task_id)
             for _ in range(POLLS):
                 after = _disconnects(kserve_server)

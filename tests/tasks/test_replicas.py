@@ -58,21 +58,6 @@ def _stepping(task: GetTaskResult) -> bool:
     return "step" in (task.status_message or "")
 
 
-async def _poll(
-    tasks: TaskClient, task_id: str, messages: list[str] | None = None
-) -> GetTaskResult:
-    """tasks/get until the task ends; every status message seen goes to messages."""
-    for _ in range(POLLS):
-        task = await tasks.get(task_id)
-        if messages is not None and task.status_message:
-            if not messages or messages[-1] != task.status_message:
-                messages.append(task.status_message)
-        if task.status != "working":
-            return task
-        await anyio.sleep(0.05)
-    raise AssertionError(f"task {task_id} never ended; last: {task}")
-
-
 def _text(result: CallToolResult) -> str:
     return " ".join(c.text for c in result.content if isinstance(c, TextContent))
 
@@ -94,7 +79,7 @@ async def test_a_task_created_on_a_is_followed_and_fetched_on_b(
         task_id = created.task.task_id
         async with replica_b.session() as on_b:
             tasks = TaskClient(on_b)
-            final = await _poll(tasks, task_id, messages)
+            final = await tasks.until_done(task_id, messages)
             from_b = await tasks.result(task_id)
         async with replica_a.session() as on_a:
             synchronous: Any = await on_a.call_tool("generate_image", arguments)
@@ -154,8 +139,8 @@ async def test_cancelling_on_b_stops_the_task_running_on_a_and_stores_nothing(
                 on_b_tasks = TaskClient(on_b)
                 seen = await on_b_tasks.until(task_id, _stepping)
                 cancelled = await on_b_tasks.cancel(task_id)
-                on_a_final = await _poll(on_a_tasks, task_id)
-                on_b_final = await _poll(on_b_tasks, task_id)
+                on_a_final = await on_a_tasks.until_done(task_id)
+                on_b_final = await on_b_tasks.until_done(task_id)
                 listed: Any = await on_b.call_tool("list_images", {})
 
     assert "step" in (seen.status_message or "")
@@ -181,7 +166,7 @@ async def test_a_task_whose_replica_is_killed_is_reported_failed_by_the_other(
                 # No goodbye: the runner cannot record anything any more.
                 replica_a.process.send_signal(signal.SIGKILL)
                 replica_a.process.wait()
-                final = await _poll(tasks, task_id)
+                final = await tasks.until_done(task_id)
 
     assert seen.status == "working"
     assert final.status == "failed"
@@ -207,7 +192,7 @@ async def test_two_replicas_on_one_file_directory_share_their_tasks(
             synchronous: Any = await on_a.call_tool("generate_image", arguments)
         async with replica_b.session() as on_b:
             tasks = TaskClient(on_b)
-            final = await _poll(tasks, created.task.task_id)
+            final = await tasks.until_done(created.task.task_id)
             from_b = await tasks.result(created.task.task_id)
 
     assert final.status == "completed"
