@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Required, TypedDict
+from typing import TYPE_CHECKING, Any, Required, TypedDict, Unpack
 
 import pydantic
 
@@ -173,22 +173,6 @@ def _check_limits(
         )
 
 
-@dataclass(frozen=True)
-class StyledArguments:
-    """A call's arguments once its style is applied; ``None`` means "default"."""
-
-    prompt: str
-    negative_prompt: str | None
-    width: int | None
-    height: int | None
-    steps: int | None
-    guidance_scale: float | None
-    backend: str | None
-    postprocess: Sequence[str] | None
-    #: The style applied, if any (recorded in the image's recipe).
-    style: str | None
-
-
 class CallArguments(TypedDict, total=False):
     """The arguments of a generation call that a style may fill or wrap."""
 
@@ -202,19 +186,28 @@ class CallArguments(TypedDict, total=False):
     postprocess: Sequence[str] | None
 
 
+@dataclass(frozen=True)
+class StyledArguments:
+    """A call's arguments once its style is applied; ``None`` means "default"."""
+
+    prompt: str
+    negative_prompt: str | None = None
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+    backend: str | None = None
+    postprocess: Sequence[str] | None = None
+    #: The style applied, if any (recorded in the image's recipe).
+    style: str | None = None
+
+
 def apply_style(
     styles: Mapping[str, Style],
     name: str | None,
     *,
-    prompt: str,
-    negative_prompt: str | None = None,
-    width: int | None = None,
-    height: int | None = None,
-    steps: int | None = None,
-    guidance_scale: float | None = None,
-    backend: str | None = None,
-    postprocess: Sequence[str] | None = None,
     supports_negative_prompt: Callable[[str | None], bool] = lambda _: True,
+    **arguments: Unpack[CallArguments],
 ) -> StyledArguments:
     """Apply style ``name`` to a call's arguments; explicit arguments win.
 
@@ -232,35 +225,26 @@ def apply_style(
     Raises:
         ValidationError: for an unknown style, listing the known ones.
     """
+    given = StyledArguments(**arguments)
     if name is None:
-        return StyledArguments(
-            prompt,
-            negative_prompt,
-            width,
-            height,
-            steps,
-            guidance_scale,
-            backend,
-            postprocess,
-            None,
-        )
+        return given
     style = styles.get(name)
     if style is None:
         known = ", ".join(sorted(styles)) or "none are configured"
         raise ValidationError(f"Unknown style '{name}'. Available: {known}.")
-    chosen_backend = backend if backend is not None else style.backend
-    negatives = [(negative_prompt or "").strip()]
+    chosen_backend = _first(given.backend, style.backend)
+    negatives = [(given.negative_prompt or "").strip()]
     if style.negative_prompt and supports_negative_prompt(chosen_backend):
         negatives.append(style.negative_prompt.strip())
     return StyledArguments(
-        prompt=style.apply(prompt),
+        prompt=style.apply(given.prompt),
         negative_prompt=", ".join(n for n in negatives if n) or None,
-        width=_first(width, style.width),
-        height=_first(height, style.height),
-        steps=_first(steps, style.steps),
-        guidance_scale=_first(guidance_scale, style.guidance_scale),
+        width=_first(given.width, style.width),
+        height=_first(given.height, style.height),
+        steps=_first(given.steps, style.steps),
+        guidance_scale=_first(given.guidance_scale, style.guidance_scale),
         backend=chosen_backend,
-        postprocess=_first(postprocess, style.postprocess),
+        postprocess=_first(given.postprocess, style.postprocess),
         style=name,
     )
 
