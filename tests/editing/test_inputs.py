@@ -18,13 +18,8 @@ from hypothesis import strategies as st
 
 from mcp_imagegen._config import InputsSettings, LimitsSettings, load_settings
 from mcp_imagegen._service.editing import target_size
-from mcp_imagegen._service.inputs import (
-    InputReader,
-    address_allowed,
-    decode_base64,
-    host_allowed,
-    url_origin,
-)
+from mcp_imagegen._service.fetching import address_allowed, host_allowed, url_origin
+from mcp_imagegen._service.inputs import InputReader, decode_base64
 from mcp_imagegen.errors import ConfigurationError, ValidationError
 from mcp_imagegen.models import Capabilities
 from mcp_imagegen_file.storage import FileStorage, FileStorageSettings

@@ -7,7 +7,7 @@ Always accepted: a stored image (its id or ``image://{id}``) and a
 (with its checks against SSRF).
 
 Errors name the argument and never echo a URL's credentials or query: they show
-:func:`url_origin`, the URL without either.
+:func:`~mcp_imagegen._service.fetching.url_origin`, the URL without either.
 """
 
 from __future__ import annotations
@@ -25,13 +25,7 @@ import anyio
 from PIL import Image
 
 from mcp_imagegen._ids import IMAGE_ID_PATTERN, validate_image_id
-from mcp_imagegen._service.fetching import (  # noqa: F401 (kept importable here)
-    UrlFetcher,
-    address_allowed,
-    host_allowed,
-    tls_context,
-    url_origin,
-)
+from mcp_imagegen._service.fetching import UrlFetcher
 from mcp_imagegen.errors import ValidationError
 from mcp_imagegen.imaging import ImageDecodeError, open_image, verify_image
 
