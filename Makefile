@@ -54,7 +54,7 @@ pytest: $(VENV)/.installed-test $(NODE_TOOLS)/.installed $(DIFFUSERS_VENV)/.inst
 test: lint typecheck pytest
 
 bench: $(VENV)/.installed-test
-	for script in startup generate kserve_client storage postprocess memory streamable_http tasks; do \
+	for script in startup generate stages kserve_client storage postprocess memory streamable_http tasks; do \
 		echo "== bench/$$script.py"; $(BIN)/python bench/$$script.py || exit 1; \
 	done
 
