@@ -108,6 +108,50 @@ def _check_public_url(value: str | None) -> str | None:
     return value.rstrip("/")
 
 
+def _check_cors_origin(value: str) -> str:
+    """Accept a web origin, ``http(s)://host[:port]``, or ``http(s)://host:*``.
+
+    Kept in lower case, as browsers send it. ``*`` is refused: a listed origin
+    also passes the DNS-rebinding Origin check, which takes no wildcard, and
+    every page on the web is not a client an image server should invite.
+    """
+    from urllib.parse import urlsplit
+
+    text = value.strip().lower()
+    if text == "*":
+        raise ValueError(
+            '"*" is not accepted: list each web origin that may call the server, '
+            "e.g. https://app.example.com"
+        )
+    parts = urlsplit(text.removesuffix(":*"))
+    try:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        valid = valid and (parts.port or 0) >= 0  # out of range: ValueError
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ValueError(
+            "not a web origin: write scheme://host[:port] (http or https), or "
+            "scheme://host:* for any port"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("an origin has no credentials (user:password@)")
+    if parts.path or parts.query or parts.fragment:
+        raise ValueError(
+            "an origin has no path, query or fragment, not even a trailing /: "
+            "scheme://host[:port]"
+        )
+    return text
+
+
+#: Web origins (see :func:`_check_cors_origin`), as a list or comma-separated.
+OriginList = Annotated[
+    list[Annotated[str, pydantic.AfterValidator(_check_cors_origin)]],
+    NoDecode,
+    BeforeValidator(_comma_list),
+]
+
+
 class HttpSettings(_Section):
     """``[server.http]``: ``serve --transport http`` (streamable HTTP)."""
 
@@ -128,6 +172,10 @@ class HttpSettings(_Section):
     #: Origin headers accepted, in addition to the loopback origins (when bound to
     #: loopback) and public_url's origin. ``scheme://name:*`` accepts any port.
     allowed_origins: NameList = Field(default_factory=list)
+    #: Web origins whose pages may call the MCP endpoint and fetch /images links
+    #: from a browser (CORS), e.g. https://app.example.com; ``scheme://name:*``
+    #: for any port. They pass the Origin check too. Empty: no page may.
+    cors_origins: OriginList = Field(default_factory=list)
     #: How long SIGTERM waits for in-flight calls before cancelling them.
     drain_timeout: timedelta = Field(timedelta(seconds=30), ge=timedelta(0))
     #: Largest request body accepted (413 beyond).

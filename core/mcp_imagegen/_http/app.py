@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_imagegen._config import HttpSettings
 from mcp_imagegen._http.auth import install_resource_metadata
+from mcp_imagegen._http.cors import CorsMiddleware
 from mcp_imagegen._http.images import ImageUrls, image_route
 from mcp_imagegen._http.metrics import metrics_of
 from mcp_imagegen._http.safety import transport_security
@@ -74,7 +75,8 @@ def build_app(
     The SDK's streamable HTTP app (its session manager enters the server's
     lifespan once per process, also when stateless), with ``/healthz``,
     ``/readyz``, ``/metrics`` (when the server was built for HTTP), the signed
-    ``/images/{id}`` links and the refusal of new requests while draining.
+    ``/images/{id}`` links, the refusal of new requests while draining and the
+    CORS answers for ``cors_origins``.
     """
     app = server.streamable_http_app(
         streamable_http_path=http.path,
@@ -95,6 +97,10 @@ def build_app(
         path=http.path,
         max_body=http.max_body_bytes,
     )
+    if http.cors_origins:
+        # Outermost: preflights are answered before the token is asked for, and
+        # every answer (a 401, a drain's 503) carries the CORS headers.
+        app.add_middleware(CorsMiddleware, origins=http.cors_origins, path=http.path)
     return app
 
 

@@ -33,6 +33,9 @@ log = structlog.get_logger("mcp_imagegen._http")
 #: link outlives neither the process nor reaches another replica.
 _PROCESS_SECRET = secrets.token_bytes(32)
 
+#: Where the image links live: ``<public_url>/images/<id>``.
+IMAGES_PREFIX = "/images/"
+
 #: Longest ``exp`` accepted (digits): far beyond any real time, short enough
 #: that a huge number never reaches ``int``.
 _MAX_EXP_DIGITS = 12
@@ -83,7 +86,7 @@ class ImageUrls:
             raise ValueError("server.http.public_url is not set")
         exp = int(time.time() + self.ttl)
         sig = self.signature(image_id, exp)
-        return f"{self.public_url}/images/{image_id}?exp={exp}&sig={sig}"
+        return f"{self.public_url}{IMAGES_PREFIX}{image_id}?exp={exp}&sig={sig}"
 
     def check(self, image_id: str, exp: str | None, sig: str | None, now: float) -> int:
         """Check a link's query; return the seconds it stays valid.
@@ -164,7 +167,7 @@ def image_route(service: ImageService, urls: ImageUrls) -> Route:
         assert data is not None
         return Response(data, headers=headers)
 
-    return Route("/images/{image_id:path}", image, methods=["GET", "HEAD"])
+    return Route(IMAGES_PREFIX + "{image_id:path}", image, methods=["GET", "HEAD"])
 
 
 def _headers(record: ImageRecord, remaining: int) -> dict[str, str]:

@@ -54,12 +54,13 @@ def transport_security(http: HttpSettings) -> TransportSecuritySettings:
     """The SDK's DNS-rebinding protection for ``http``.
 
     Accepted Host and Origin headers: the loopback names when bound to loopback,
-    ``public_url``'s host and origin when set, and ``allowed_hosts`` /
-    ``allowed_origins``. Bound elsewhere with none of these, every MCP request
-    is refused (421): the server cannot guess its public names.
+    ``public_url``'s host and origin when set, ``allowed_hosts`` /
+    ``allowed_origins``, and the ``cors_origins`` pages may call from. Bound
+    elsewhere with none of these, every MCP request is refused (421): the
+    server cannot guess its public names.
     """
     hosts: list[str] = list(http.allowed_hosts)
-    origins: list[str] = list(http.allowed_origins)
+    origins: list[str] = [*http.allowed_origins, *http.cors_origins]
     if is_loopback(http.host):
         hosts += LOOPBACK_HOSTS
         origins += LOOPBACK_ORIGINS
