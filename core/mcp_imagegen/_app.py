@@ -162,6 +162,7 @@ def create_server(
     # Imported here: ``generate`` and ``config`` build only the service, and
     # need not pay for importing the MCP server.
     from mcp_imagegen._mcp import build_mcp_server
+    from mcp_imagegen._mcp.tools import has_tool
 
     if plugins is None:
         plugins = load_plugins(settings.plugins.disabled)
@@ -176,8 +177,8 @@ def create_server(
         verifier, auth, scopes = _http_auth(settings)
 
         def is_tool(name: str) -> bool:
-            # The SDK's own lookup; tools plugins add below are found too.
-            return server._tool_manager.get_tool(name) is not None
+            # Looked up per call: tools plugins add below are found too.
+            return has_tool(server, name)
 
         # Metrics outermost: calls refused for their scope count as errors too.
         middleware = [metrics.middleware(is_tool), *scopes]

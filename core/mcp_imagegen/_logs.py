@@ -52,6 +52,11 @@ client_log_sink: contextvars.ContextVar[ClientLogSink | None] = contextvars.Cont
 _LEVEL_NAMES = {"warn": "warning", "exception": "error", "fatal": "critical"}
 # Tracebacks are internals (paths, code, values): clients get the event only.
 _NOT_FOR_CLIENTS = frozenset({"exc_info", "exception", "stack_info"})
+#: Events for the operator only: ``tool_called`` (``_mcp.audit``) names the
+#: caller. It is logged by the outermost middleware, outside the request's own
+#: stream; should that context ever carry the server-wide sink, the event would
+#: go to every connected client.
+SERVER_ONLY_EVENTS = frozenset({"tool_called"})
 
 
 def forward_to_clients(
@@ -63,7 +68,7 @@ def forward_to_clients(
     event goes on unchanged to the stderr renderer.
     """
     sink = client_log_sink.get()
-    if sink is None:
+    if sink is None or event_dict.get("event") in SERVER_ONLY_EVENTS:
         return event_dict
     level = str(event_dict.get("level", method)).lower()
     level = _LEVEL_NAMES.get(level, level)

@@ -3,6 +3,8 @@ token verifier, the protected-resource metadata and the per-tool scopes."""
 
 from __future__ import annotations
 
+import json
+
 import anyio
 import httpx
 import pytest
@@ -61,3 +63,36 @@ async def test_served_http_refuses_a_tool_outside_the_token_scopes(
                 await session.call_tool("generate_image", {"prompt": "a kite"})
 
     assert not listed.is_error
+
+
+async def test_served_http_logs_each_tool_call_with_the_token_fingerprint(
+    start_server: StartServer,
+) -> None:
+    server = start_server(
+        config={"server.auth": {"mode": "bearer", "bearer_scopes": ["images:read"]}},
+        env={"MCP_IMAGEGEN_SERVER__AUTH__TOKENS": READ_ONLY},
+    )
+    with anyio.fail_after(60):
+        async with server.session(Authorization=f"Bearer {READ_ONLY}") as session:
+            await session.call_tool("list_images", {})
+            with pytest.raises(MCPError, match="insufficient_scope"):
+                await session.call_tool("generate_image", {"prompt": "a kite"})
+    async with httpx.AsyncClient() as client:  # no token: refused before MCP
+        await client.post(
+            server.url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        )
+
+    lines = [
+        json.loads(line)
+        for line in server.log_text().splitlines()
+        if '"tool_called"' in line
+    ]
+    assert [(line["tool"], line["outcome"]) for line in lines] == [
+        ("list_images", "ok"),
+        ("generate_image", "error"),
+    ]
+    clients = {line["client"] for line in lines}
+    assert len(clients) == 1
+    [client_name] = clients
+    assert client_name.startswith("bearer:sha256:")
+    assert READ_ONLY not in server.log_text()

@@ -34,9 +34,10 @@ from mcp_imagegen._mcp import (
     guidance,
     resources,
 )
+from mcp_imagegen._mcp.audit import ToolCallLog
 from mcp_imagegen._mcp.client_logging import ClientLogHub
 from mcp_imagegen._mcp.content import ImageLink
-from mcp_imagegen._mcp.tools import service_of
+from mcp_imagegen._mcp.tools import has_tool, service_of
 from mcp_imagegen._service import ImageService
 from mcp_imagegen._tasks import TaskManager
 from mcp_imagegen._tasks.extension import TasksExtension
@@ -194,6 +195,8 @@ def build_mcp_server(
         auth=auth,
         # Innermost: a task is created only for a call the others let through.
         middleware=[
+            # Outermost: calls refused for their scope are logged too.
+            ToolCallLog(is_tool=lambda name: has_tool(built["server"], name)),
             *middleware,
             client_logs,
             TasksMiddleware(tasks, generation.TASK_TOOLS),

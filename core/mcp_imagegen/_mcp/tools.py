@@ -45,6 +45,15 @@ def link_of(ctx: ToolContext) -> ImageLink | None:
     return link
 
 
+def has_tool(server: MCPServer[Any], name: str) -> bool:
+    """Whether ``server`` has a tool called ``name`` (plugins' tools too).
+
+    The SDK has no public lookup short of listing every tool; its tool manager's
+    is the one the SDK itself calls for ``tools/call``.
+    """
+    return server._tool_manager.get_tool(name) is not None
+
+
 def add_tool(
     server: MCPServer[ImageService],
     fn: Callable[..., Any],
