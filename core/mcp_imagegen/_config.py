@@ -176,6 +176,12 @@ class HttpSettings(_Section):
     #: from a browser (CORS), e.g. https://app.example.com; ``scheme://name:*``
     #: for any port. They pass the Origin check too. Empty: no page may.
     cors_origins: OriginList = Field(default_factory=list)
+    #: With ``stateless = false``: a session without a request for this long is
+    #: closed (its id then gets 404, and the client starts a new session).
+    session_idle_timeout: timedelta = Field(timedelta(minutes=30), gt=timedelta(0))
+    #: With ``stateless = false``: the most sessions open at once; a request
+    #: opening one more gets 503 while the open ones go on.
+    max_sessions: int = Field(10_000, ge=1)
     #: How long SIGTERM waits for in-flight calls before cancelling them.
     drain_timeout: timedelta = Field(timedelta(seconds=30), ge=timedelta(0))
     #: Largest request body accepted (413 beyond).

@@ -147,6 +147,55 @@ async def test_path_setting_moves_the_mcp_endpoint(start_server: StartServer) ->
     assert old.status_code == 404
 
 
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "sessions-test", "version": "1"},
+    },
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
+
+
+async def test_stateful_sessions_are_bounded_in_number_and_idle_time(
+    start_server: StartServer,
+) -> None:
+    server = start_server(
+        config={
+            "server.http": {
+                "stateless": False,
+                "max_sessions": 1,
+                "session_idle_timeout": 1,
+            }
+        }
+    )
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    async with httpx.AsyncClient(headers=MCP_HEADERS) as client:
+        first = await client.post(server.url, json=INITIALIZE)
+        session = {"Mcp-Session-Id": first.headers["mcp-session-id"]}
+        second = await client.post(server.url, json=INITIALIZE)
+        alive = await client.post(server.url, json=ping, headers=session)
+        # Idle past the timeout: the session is closed, its id unknown, and its
+        # slot free again. A request restarts the idle clock, so each look
+        # waits longer (a slow machine gets more time; no speed is checked).
+        for idle in (2, 4, 8, 16):
+            await anyio.sleep(idle)
+            gone = await client.post(server.url, json=ping, headers=session)
+            if gone.status_code != 200:
+                break
+        third = await client.post(server.url, json=INITIALIZE)
+
+    assert first.status_code == 200
+    assert second.status_code == 503
+    assert "Too many open sessions" in second.text
+    assert alive.status_code == 200
+    assert gone.status_code == 404
+    assert third.status_code == 200
+
+
 def test_env_variable_beats_the_file_and_the_flag_beats_both(
     start_server: StartServer,
 ) -> None:

@@ -82,6 +82,8 @@ def build_app(
         streamable_http_path=http.path,
         stateless_http=http.stateless,
         max_request_body_size=http.max_body_bytes,
+        session_idle_timeout=http.session_idle_timeout.total_seconds(),
+        max_sessions=http.max_sessions,
         transport_security=transport_security(http),
         host=http.host,
     )
