@@ -176,6 +176,11 @@ class HttpSettings(_Section):
     #: from a browser (CORS), e.g. https://app.example.com; ``scheme://name:*``
     #: for any port. They pass the Origin check too. Empty: no page may.
     cors_origins: OriginList = Field(default_factory=list)
+    #: Serve HTTPS directly: the certificate chain, PEM (with ``tls_keyfile``).
+    #: Behind a TLS-terminating proxy or ingress, leave both unset.
+    tls_certfile: Path | None = None
+    #: The certificate's private key, PEM, not encrypted (a mounted secret).
+    tls_keyfile: Path | None = None
     #: With ``stateless = false``: a session without a request for this long is
     #: closed (its id then gets 404, and the client starts a new session).
     session_idle_timeout: timedelta = Field(timedelta(minutes=30), gt=timedelta(0))
@@ -200,6 +205,15 @@ class HttpSettings(_Section):
     #: transcripts and browser histories; a day lets a user come back to a
     #: conversation, then the leaked link is dead.
     url_ttl: timedelta = Field(timedelta(hours=24), gt=timedelta(0))
+
+    @model_validator(mode="after")
+    def _check_tls_pair(self) -> HttpSettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError(
+                "server.http.tls_certfile and server.http.tls_keyfile go together: "
+                "set both to serve HTTPS, or neither"
+            )
+        return self
 
 
 #: The scopes the MCP tools and resources ask for (see ``_http.auth.TOOL_SCOPES``).

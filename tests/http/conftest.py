@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -62,10 +63,14 @@ class HttpServer:
     log: Path
     path: str = "/mcp"
     images: Path = field(default_factory=Path)
+    #: "https" when the server has a TLS certificate (``tls_certfile``).
+    scheme: str = "http"
+    #: How clients check the server's certificate (a context with a test CA).
+    verify: ssl.SSLContext | bool = True
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
@@ -87,7 +92,9 @@ class HttpServer:
             # The SDK's own timeouts: httpx's default 5 s read timeout would
             # cut a response stream that waits for a slow generation.
             httpx2.AsyncClient(
-                headers=headers, timeout=httpx2.Timeout(30, read=300)
+                headers=headers,
+                timeout=httpx2.Timeout(30, read=300),
+                verify=self.verify,
             ) as client,
             streamable_http_client(
                 self.url, http_client=client, terminate_on_close=terminate_on_close
@@ -108,7 +115,8 @@ def start_server(
     """Start servers; each waits for ``/healthz`` and is stopped after the test.
 
     ``start_server(config={"server.http": {...}}, env={...}, args=[...])``;
-    ``port`` names where to expect the server when env or flags choose it.
+    ``port`` names where to expect the server when env or flags choose it;
+    ``verify`` (an SSL context) checks the certificate of a server with TLS.
     """
     started: list[HttpServer] = []
 
@@ -117,6 +125,7 @@ def start_server(
         env: Mapping[str, str] | None = None,
         args: list[str] | None = None,
         port: int | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> HttpServer:
         name = f"server{len(started)}"
         tables = {k: dict(v) for k, v in (config or {}).items()}
@@ -154,6 +163,8 @@ def start_server(
             log,
             path=str(http.get("path", "/mcp")),
             images=tmp_path / "data" / "mcp-imagegen" / "images",
+            scheme="https" if http.get("tls_certfile") else "http",
+            verify=verify,
         )
         started.append(server)
         for _ in range(STARTUP_POLLS):
@@ -162,7 +173,8 @@ def start_server(
                     f"server exited with {process.returncode}:\n{server.log_text()}"
                 )
             try:
-                if httpx.get(server.base + "/healthz", timeout=2).status_code == 200:
+                healthz = httpx.get(server.base + "/healthz", timeout=2, verify=verify)
+                if healthz.status_code == 200:
                     return server
             except httpx.TransportError:
                 pass

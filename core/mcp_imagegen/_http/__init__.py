@@ -11,7 +11,7 @@ from mcp_imagegen._http.safety import (
     is_loopback,
     transport_security,
 )
-from mcp_imagegen._http.serve import loop_options, serve_http
+from mcp_imagegen._http.serve import loop_options, serve_http, tls_options
 
 __all__ = [
     "Lifecycle",
@@ -22,5 +22,6 @@ __all__ = [
     "loop_options",
     "readiness",
     "serve_http",
+    "tls_options",
     "transport_security",
 ]

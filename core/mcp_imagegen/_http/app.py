@@ -169,6 +169,7 @@ def _lifespan(
                 started = True
                 log.info(
                     "http_serving",
+                    scheme="https" if http.tls_certfile else "http",
                     host=http.host,
                     port=http.port,
                     path=http.path,

@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import math
 import signal
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -56,6 +57,39 @@ def loop_options(choice: str) -> dict[str, Any]:
     return {"use_uvloop": True} if choice != "asyncio" and installed else {}
 
 
+def tls_options(http: HttpSettings) -> dict[str, Any]:
+    """uvicorn's TLS options for ``http``: none, or the certificate and its key.
+
+    The pair is loaded here first, so a missing file, a file that is not PEM, a
+    key that does not match the certificate or an encrypted key is one line at
+    start, before anything is bound (and never a pass phrase prompt).
+
+    Raises:
+        ConfigurationError: naming the settings and what is wrong.
+    """
+    if http.tls_certfile is None or http.tls_keyfile is None:
+        return {}
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        # A pass phrase callback: an encrypted key fails instead of prompting.
+        context.load_cert_chain(http.tls_certfile, http.tls_keyfile, lambda: b"")
+    except ssl.SSLError as exc:
+        raise ConfigurationError(
+            f"server.http.tls_certfile ({http.tls_certfile}) and tls_keyfile "
+            f"({http.tls_keyfile}): not a PEM certificate chain and its unencrypted "
+            f"private key ({exc.reason or exc})"
+        ) from None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"server.http.tls_certfile / tls_keyfile: cannot read "
+            f"{exc.filename or http.tls_certfile}: {exc.strerror or exc}"
+        ) from None
+    return {
+        "ssl_certfile": str(http.tls_certfile),
+        "ssl_keyfile": str(http.tls_keyfile),
+    }
+
+
 def _uvicorn(app: Starlette, http: HttpSettings, grace: int) -> _Server:
     """The uvicorn server for ``app``, warning when no MCP request could pass."""
     config = uvicorn.Config(
@@ -67,6 +101,7 @@ def _uvicorn(app: Starlette, http: HttpSettings, grace: int) -> _Server:
         log_config=None,
         timeout_graceful_shutdown=grace,
         server_header=False,
+        **tls_options(http),
     )
     if not is_loopback(http.host) and not (http.public_url or http.allowed_hosts):
         log.warning(
