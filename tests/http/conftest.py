@@ -26,6 +26,24 @@ from tests.kserve.conftest import kserve_server  # noqa: F401  (a fixture used h
 STARTUP_POLLS = 300
 
 
+#: The headers of a raw MCP POST, as MCP clients send them.
+MCP_HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "Content-Type": "application/json",
+}
+#: A raw ``initialize`` request (for tests below the SDK's client).
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "probe", "version": "1"},
+    },
+}
+
+
 def free_port() -> int:
     """A TCP port nobody listens on now (the kernel's pick on loopback)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -103,6 +121,33 @@ class HttpServer:
         ):
             await session.initialize()
             yield session
+
+
+def refused_before_binding(
+    subprocess_env: dict[str, str],
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+) -> str:
+    """Run ``serve --transport http ARGS``; return its one line of refusal.
+
+    Refused before building anything: exit 2, no component started, nothing bound.
+    """
+    result = subprocess.run(
+        [str(MCP_IMAGEGEN_BIN), "serve", "--transport", "http", *args],
+        env={**subprocess_env, **(env or {})},
+        cwd=tmp_path / "work",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "server_started" not in result.stderr
+    assert "Uvicorn running" not in result.stderr
+    return lines[0]
 
 
 StartServer = Callable[..., HttpServer]

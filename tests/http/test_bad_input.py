@@ -6,24 +6,9 @@ import anyio
 import httpx
 import pytest
 
-from tests.http.conftest import HttpServer, StartServer
+from tests.http.conftest import INITIALIZE, MCP_HEADERS, HttpServer, StartServer
 
 pytestmark = pytest.mark.anyio
-
-MCP_HEADERS = {
-    "Accept": "application/json, text/event-stream",
-    "Content-Type": "application/json",
-}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "probe", "version": "1"},
-    },
-}
 
 
 async def still_serves(server: HttpServer) -> None:

@@ -13,23 +13,13 @@ import pytest
 from mcp_imagegen._config import settings_from_dict
 from mcp_imagegen._http import transport_security
 from mcp_imagegen.errors import ConfigurationError
-from tests.http.conftest import StartServer
+from tests.http.conftest import INITIALIZE, MCP_HEADERS, StartServer
 
 pytestmark = pytest.mark.anyio
 
 APP = "https://app.example.com"
 DEV = "http://localhost:*"
 TOKEN = "cors-test-token-8c2f"
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "cors-test", "version": "1"},
-    },
-}
 
 
 def preflight(origin: str, method: str = "POST") -> dict[str, str]:
@@ -114,16 +104,12 @@ async def test_listed_origins_get_cors_headers_on_the_endpoint_and_images(
         anonymous = await client.post(
             server.url,
             json=INITIALIZE,
-            headers={"Origin": APP, "Accept": "application/json, text/event-stream"},
+            headers={**MCP_HEADERS, "Origin": APP},
         )
         initialized = await client.post(
             server.url,
             json=INITIALIZE,
-            headers={
-                "Origin": APP,
-                "Accept": "application/json, text/event-stream",
-                "Authorization": f"Bearer {TOKEN}",
-            },
+            headers={**MCP_HEADERS, "Origin": APP, "Authorization": f"Bearer {TOKEN}"},
         )
         image = await client.head(
             server.base + "/images/20260101T000000000-0123456789ab",
@@ -173,10 +159,7 @@ async def test_without_cors_origins_a_preflight_gets_no_cors_headers(
         posted = await client.post(
             server.url,
             json=INITIALIZE,
-            headers={
-                "Origin": "http://localhost:5173",
-                "Accept": "application/json, text/event-stream",
-            },
+            headers={**MCP_HEADERS, "Origin": "http://localhost:5173"},
         )
     assert "access-control-allow-origin" not in answer.headers
     # The Origin check accepts loopback pages (a non-browser client may say so);

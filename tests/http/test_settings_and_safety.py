@@ -23,7 +23,7 @@ from mcp_imagegen._http import (
 )
 from mcp_imagegen.errors import ConfigurationError
 from tests.conftest import MCP_IMAGEGEN_BIN
-from tests.http.conftest import StartServer, free_port
+from tests.http.conftest import StartServer, free_port, refused_before_binding
 
 pytestmark = pytest.mark.anyio
 
@@ -114,33 +114,6 @@ def test_other_hosts_need_auth_or_the_flag(host: str) -> None:
     assert "--allow-unauthenticated" in problem
     assert "[server.auth]" in problem
     assert exposure_problem(settings, allow_unauthenticated=True) is None
-
-
-def refused_before_binding(
-    subprocess_env: dict[str, str],
-    tmp_path: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-) -> str:
-    """Run ``serve --transport http ARGS``; return its one line of refusal.
-
-    Refused before building anything: exit 2, no component started, nothing bound.
-    """
-    result = subprocess.run(
-        [str(MCP_IMAGEGEN_BIN), "serve", "--transport", "http", *args],
-        env={**subprocess_env, **(env or {})},
-        cwd=tmp_path / "work",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "server_started" not in result.stderr
-    assert "Uvicorn running" not in result.stderr
-    return lines[0]
 
 
 def test_serve_refuses_a_public_host_without_auth_before_binding(

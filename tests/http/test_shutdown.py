@@ -11,22 +11,10 @@ import pytest
 from mcp.types import CallToolResult
 
 from tests.conftest import stored_file
-from tests.http.conftest import HttpServer, StartServer
+from tests.http.conftest import INITIALIZE, MCP_HEADERS, HttpServer, StartServer
 from tests.kserve.support import FAST_RETRIES, KServeServer
 
 pytestmark = pytest.mark.anyio
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "late", "version": "1"},
-    },
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 
 
 def slow_server(start_server: StartServer, delay_ms: int, drain: int) -> HttpServer:

@@ -8,7 +8,6 @@ against the CA.
 from __future__ import annotations
 
 import ssl
-import subprocess
 from pathlib import Path
 
 import anyio
@@ -18,8 +17,7 @@ import trustme
 
 from mcp_imagegen._config import settings_from_dict
 from mcp_imagegen.errors import ConfigurationError
-from tests.conftest import MCP_IMAGEGEN_BIN
-from tests.http.conftest import StartServer, write_toml
+from tests.http.conftest import StartServer, refused_before_binding, write_toml
 
 pytestmark = pytest.mark.anyio
 
@@ -105,23 +103,6 @@ def test_a_bad_certificate_or_key_is_one_line_before_binding(
         tmp_path / "tls.toml",
         {"server.http": {"tls_certfile": str(chain), "tls_keyfile": str(key)}},
     )
-    done = subprocess.run(
-        [
-            str(MCP_IMAGEGEN_BIN),
-            "serve",
-            "--config",
-            str(config),
-            "--transport",
-            "http",
-        ],
-        env=subprocess_env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    line = refused_before_binding(subprocess_env, tmp_path, "--config", str(config))
 
-    assert done.returncode == 2
-    [line] = done.stderr.strip().splitlines()
     assert line.startswith("mcp-imagegen: configuration error: server.http.tls_")
-    assert "http_serving" not in done.stderr

@@ -11,7 +11,7 @@ import pytest
 from mcp.types import BlobResourceContents, CallToolResult, ResourceLink
 
 from tests.conftest import image_size, stored_file
-from tests.http.conftest import StartServer, free_port
+from tests.http.conftest import INITIALIZE, MCP_HEADERS, StartServer, free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -145,19 +145,6 @@ async def test_path_setting_moves_the_mcp_endpoint(start_server: StartServer) ->
 
     assert tools.tools
     assert old.status_code == 404
-
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "sessions-test", "version": "1"},
-    },
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 
 
 async def test_stateful_sessions_are_bounded_in_number_and_idle_time(

@@ -25,17 +25,14 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mcp_imagegen._mcp.tools import called_tool, is_error_result
 from mcp_imagegen._service import ImageService
 
 #: Tool-call outcomes.
 OK, ERROR = "ok", "error"
-#: The ``tool`` label of a call naming no registered tool: callers choose the
-#: name, and one time series per made-up name would grow without bound.
-UNKNOWN_TOOL = "unknown"
 #: Histogram buckets (seconds) for tool calls and backend requests: listing
 #: answers in milliseconds, a diffusion model takes seconds to minutes.
 DURATION_BUCKETS = (
@@ -172,31 +169,21 @@ class ToolCallMetrics:
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
         """Time one inbound request if it is a tool call, then pass it on."""
-        if ctx.method != "tools/call" or ctx.request_id is None:
+        tool = called_tool(ctx, self.is_tool)
+        if tool is None:
             return await call_next(ctx)
-        name = ctx.params.get("name") if ctx.params else None
-        tool = name if isinstance(name, str) and self.is_tool(name) else UNKNOWN_TOOL
         metrics = self.metrics
         outcome = ERROR
         metrics.in_flight.inc()
         started = time.perf_counter()
         try:
             result = await call_next(ctx)
-            outcome = ERROR if _is_error(result) else OK
+            outcome = ERROR if is_error_result(result) else OK
             return result
         finally:
             metrics.in_flight.dec()
             metrics.tool_calls.labels(tool, outcome).inc()
             metrics.tool_duration.labels(tool).observe(time.perf_counter() - started)
-
-
-def _is_error(result: HandlerResult) -> bool:
-    """Whether a tool call's result is an error result (``isError``)."""
-    if isinstance(result, BaseModel):
-        return getattr(result, "is_error", None) is True
-    if isinstance(result, dict):
-        return result.get("isError") is True
-    return False
 
 
 def metrics_of(service: ImageService) -> PrometheusMetrics | None:

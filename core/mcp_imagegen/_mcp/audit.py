@@ -23,6 +23,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from pydantic import BaseModel
 
 from mcp_imagegen._ids import validate_image_id, validate_task_id
+from mcp_imagegen._mcp.tools import called_tool, is_error_result
 from mcp_imagegen._tasks.protocol import principal
 from mcp_imagegen.errors import MCPImageError
 
@@ -30,13 +31,9 @@ log = structlog.get_logger("mcp_imagegen._mcp")
 
 #: The event's name (kept out of client notifications by ``_logs``).
 TOOL_CALLED = "tool_called"
-#: Logged in place of a name that is no registered tool (client-chosen text).
-UNKNOWN_TOOL = "unknown"
 #: Arguments that may name stored images (``edit_image``'s may also be data,
 #: a URL or a path: only well-formed ids are logged).
 _IMAGE_ARGUMENTS = ("image_id", "image", "mask")
-#: Result fields read, by JSON name: the attribute of ``CallToolResult``.
-_ATTRIBUTES = {"isError": "is_error", "structuredContent": "structured_content"}
 
 
 class ToolCallLog:
@@ -56,24 +53,22 @@ class ToolCallLog:
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
         """Pass the request on; log it if it is a tool call."""
-        if ctx.method != "tools/call" or ctx.request_id is None:
+        tool = called_tool(ctx, self.is_tool)
+        if tool is None:
             return await call_next(ctx)
-        params: Mapping[str, Any] = ctx.params or {}
-        name = params.get("name")
-        tool = name if isinstance(name, str) and self.is_tool(name) else UNKNOWN_TOOL
-        arguments = params.get("arguments")
+        arguments = (ctx.params or {}).get("arguments")
         named = arguments if isinstance(arguments, Mapping) else {}
         outcome, result = "error", None
         started = time.perf_counter()
         try:
             result = await call_next(ctx)
-            outcome = "error" if _field(result, "isError") is True else "ok"
+            outcome = "error" if is_error_result(result) else "ok"
             return result
         except anyio.get_cancelled_exc_class():
             outcome = "cancelled"
             raise
         finally:
-            structured = _field(result, "structuredContent")
+            structured = _structured(result)
             log.info(
                 TOOL_CALLED,
                 tool=tool,
@@ -85,15 +80,13 @@ class ToolCallLog:
             )
 
 
-def _field(result: HandlerResult | None, key: str) -> Any:
-    """A field of a tool call's result by its JSON name (a model or a dict).
-
-    Read, not dumped: the result holds the image data.
-    """
+def _structured(result: HandlerResult | None) -> Any:
+    """A tool call's ``structuredContent`` (read, not dumped: the result holds
+    the image data)."""
     if isinstance(result, BaseModel):
-        return getattr(result, _ATTRIBUTES[key], None)
+        return getattr(result, "structured_content", None)
     if isinstance(result, Mapping):
-        return result.get(key)
+        return result.get("structuredContent")
     return None
 
 

@@ -14,9 +14,11 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import structlog
+from mcp.server.context import HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from mcp_imagegen._mcp.content import ImageLink
@@ -43,6 +45,34 @@ def link_of(ctx: ToolContext) -> ImageLink | None:
     # Read by name: ``server`` (which defines ImageGenServer) imports this module.
     link: ImageLink | None = getattr(ctx.mcp_server, "image_link", None)
     return link
+
+
+#: What logs and metrics name a call of something that is no registered tool:
+#: callers choose the name, and it stays out of log lines and metric labels
+#: (one time series per made-up name would grow without bound).
+UNKNOWN_TOOL = "unknown"
+
+
+def called_tool(
+    ctx: ServerRequestContext[Any, Any], is_tool: Callable[[str], bool]
+) -> str | None:
+    """The tool a ``tools/call`` request calls, or None for any other request.
+
+    A name ``is_tool`` does not know is :data:`UNKNOWN_TOOL`.
+    """
+    if ctx.method != "tools/call" or ctx.request_id is None:
+        return None
+    name = ctx.params.get("name") if ctx.params else None
+    return name if isinstance(name, str) and is_tool(name) else UNKNOWN_TOOL
+
+
+def is_error_result(result: HandlerResult | None) -> bool:
+    """Whether a tool call's result is an error result (``isError``)."""
+    if isinstance(result, BaseModel):
+        return getattr(result, "is_error", None) is True
+    if isinstance(result, Mapping):
+        return result.get("isError") is True
+    return False
 
 
 def has_tool(server: MCPServer[Any], name: str) -> bool:
