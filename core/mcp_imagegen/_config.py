@@ -293,6 +293,11 @@ class TaskSettings(_Section):
     max_running: int = Field(8, ge=1, le=1024)
     #: Tasks allowed to wait; more are refused at once.
     max_queued: int = Field(200, ge=0, le=100_000)
+    #: Tasks one authenticated client (a token's subject or client id) may have
+    #: running or queued on this server at once, long synchronous calls included;
+    #: more are refused at once, so one client cannot fill the queue. 0: no limit.
+    #: Clients without [server.auth] are not told apart.
+    max_per_client: int = Field(0, ge=0, le=100_000)
     #: Polling interval suggested to clients (and used for other replicas' tasks).
     poll_interval: timedelta = Field(
         timedelta(seconds=1), ge=timedelta(milliseconds=100), le=timedelta(minutes=1)

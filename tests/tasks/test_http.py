@@ -81,3 +81,39 @@ async def test_a_client_that_disconnects_gets_the_result_after_reconnecting(
     assert result.is_error is not True
     assert result.structured_content is not None
     assert len(result.structured_content["images"]) == 1
+
+
+async def test_one_client_cannot_hold_more_than_its_share_of_tasks(
+    start_server: StartServer,  # noqa: F811
+) -> None:
+    server = start_server(
+        config={
+            "server.auth": {"mode": "bearer"},
+            "server.tasks": {"max_per_client": 1},
+            "backends.placeholder": {"delay_ms": 100},
+        },
+        env={"MCP_IMAGEGEN_SERVER__AUTH__TOKENS": f"{ANN},{BOB}"},
+    )
+    async with (
+        server.session(Authorization=f"Bearer {ANN}") as ann_session,
+        server.session(Authorization=f"Bearer {BOB}") as bob_session,
+    ):
+        ann = TaskClient(ann_session)
+        long = await ann.call_as_task("generate_image", {**SMALL, "steps": 100})
+        # Ann's second, as a task and as a call: refused; Bob's share is his own.
+        with pytest.raises(MCPError) as as_task:
+            await ann.call_as_task("generate_image", SMALL)
+        as_call = await ann_session.call_tool("generate_image", SMALL)
+        bobs = await bob_session.call_tool("generate_image", SMALL)
+        await ann.cancel(long.task.task_id)
+        await ann.until_done(long.task.task_id)
+        # Her share is free again once the task has ended.
+        again = await ann_session.call_tool("generate_image", SMALL)
+
+    assert "too many tasks for this client" in as_task.value.message
+    assert "server.tasks.max_per_client = 1" in as_task.value.message
+    assert as_call.is_error is True
+    texts = " ".join(c.text for c in as_call.content if isinstance(c, TextContent))
+    assert "too many tasks for this client" in texts
+    assert bobs.is_error is not True
+    assert again.is_error is not True

@@ -159,7 +159,8 @@ class TaskManager:
         the record is stored only if it stops waiting before the work is done.
 
         Raises:
-            BusyError: when ``server.tasks.max_queued`` tasks already wait.
+            BusyError: when ``server.tasks.max_queued`` tasks already wait, or
+                ``owner`` has ``server.tasks.max_per_client`` tasks already.
             TaskError: for a ttl out of range.
         """
         if self._group is None:
@@ -171,6 +172,7 @@ class TaskManager:
                 f"too many tasks: {self.settings.max_running} running and "
                 f"{queued} queued (server.tasks.max_queued); retry later"
             )
+        self._check_client_share(owner)
         now = utc_now()
         record = TaskRecord(
             task_id=new_task_id(now),
@@ -195,6 +197,27 @@ class TaskManager:
             "task_created", task_id=record.task_id, tool=tool
         )
         return record.model_copy()
+
+    def _check_client_share(self, owner: str | None) -> None:
+        """Refuse a task past ``server.tasks.max_per_client`` for ``owner``.
+
+        Raises:
+            BusyError: when the client already has that many tasks here.
+        """
+        limit = self.settings.max_per_client
+        if not limit or owner is None:
+            return
+        mine = sum(
+            1
+            for job in self._jobs.values()
+            if job.record.owner == owner and not job.record.terminal
+        )
+        if mine >= limit:
+            raise BusyError(
+                f"too many tasks for this client: {mine} running or queued "
+                f"(server.tasks.max_per_client = {limit}); retry when one has "
+                "finished"
+            )
 
     async def get(self, task_id: object, owner: str | None) -> TaskRecord:
         """The caller's task, a dead runner's ``working`` task reported ``failed``.
