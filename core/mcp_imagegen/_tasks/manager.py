@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
@@ -172,7 +173,7 @@ class TaskManager:
                 f"too many tasks: {self.settings.max_running} running and "
                 f"{queued} queued (server.tasks.max_queued); retry later"
             )
-        self._check_client_share(owner)
+        refuse_past_share(self._jobs.values(), owner, self.settings.max_per_client)
         now = utc_now()
         record = TaskRecord(
             task_id=new_task_id(now),
@@ -197,27 +198,6 @@ class TaskManager:
             "task_created", task_id=record.task_id, tool=tool
         )
         return record.model_copy()
-
-    def _check_client_share(self, owner: str | None) -> None:
-        """Refuse a task past ``server.tasks.max_per_client`` for ``owner``.
-
-        Raises:
-            BusyError: when the client already has that many tasks here.
-        """
-        limit = self.settings.max_per_client
-        if not limit or owner is None:
-            return
-        mine = sum(
-            1
-            for job in self._jobs.values()
-            if job.record.owner == owner and not job.record.terminal
-        )
-        if mine >= limit:
-            raise BusyError(
-                f"too many tasks for this client: {mine} running or queued "
-                f"(server.tasks.max_per_client = {limit}); retry when one has "
-                "finished"
-            )
 
     async def get(self, task_id: object, owner: str | None) -> TaskRecord:
         """The caller's task, a dead runner's ``working`` task reported ``failed``.
@@ -339,3 +319,23 @@ __all__ = [
     "current_task_id",
     "report_status",
 ]
+
+
+def refuse_past_share(jobs: Iterable[Job], owner: str | None, limit: int) -> None:
+    """Refuse one more task of ``owner`` when it has ``limit`` here already.
+
+    ``server.tasks.max_per_client``: 0 is no limit, and callers without
+    authentication (``owner`` None) are not told apart.
+
+    Raises:
+        BusyError: when ``owner``'s unfinished ``jobs`` number ``limit``.
+    """
+    if not limit or owner is None:
+        return
+    records = [job.record for job in jobs]
+    mine = sum(1 for r in records if r.owner == owner and not r.terminal)
+    if mine >= limit:
+        raise BusyError(
+            f"too many tasks for this client: {mine} running or queued "
+            f"(server.tasks.max_per_client = {limit}); retry when one has finished"
+        )
