@@ -279,12 +279,7 @@ def _raise_ours(group: BaseExceptionGroup[BaseException]) -> None:
 
 def _serve_http(settings: Settings, allow_unauthenticated: bool) -> int:
     from mcp_imagegen._app import create_server
-    from mcp_imagegen._http import (
-        exposure_problem,
-        loop_options,
-        serve_http,
-        tls_options,
-    )
+    from mcp_imagegen._http import exposure_problem, loop_options, serve_http
     from mcp_imagegen._memory import limit_arenas_for_serving
 
     # Before building anything: nothing is bound or started when refused.
@@ -293,7 +288,6 @@ def _serve_http(settings: Settings, allow_unauthenticated: bool) -> int:
         print(problem, file=sys.stderr)
         return EXIT_CONFIG
     loop = loop_options(settings.server.http.loop)
-    tls_options(settings.server.http)  # a bad certificate or key: one line, now
     limit_arenas_for_serving()
     server = create_server(settings, http=True)
     try:

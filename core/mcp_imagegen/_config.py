@@ -125,11 +125,10 @@ def _check_cors_origin(value: str) -> str:
         )
     parts = urlsplit(text.removesuffix(":*"))
     try:
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-        valid = valid and (parts.port or 0) >= 0  # out of range: ValueError
+        port_ok = parts.port is None or parts.port > 0  # ValueError: not a port
     except ValueError:
-        valid = False
-    if not valid:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         raise ValueError(
             "not a web origin: write scheme://host[:port] (http or https), or "
             "scheme://host:* for any port"

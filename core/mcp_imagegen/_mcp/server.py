@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import structlog
@@ -142,6 +142,28 @@ class ImageGenServer(MCPServer[ImageService]):
         )
 
 
+def _lifespan(
+    service: ImageService, tasks: TaskManager, client_logs: ClientLogHub
+) -> Callable[[MCPServer[ImageService]], AbstractAsyncContextManager[ImageService]]:
+    """The server's lifespan: starts and stops ``service`` and ``tasks``."""
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[ImageService]) -> AsyncIterator[ImageService]:
+        # Broadcasting first: the service's background tasks inherit it.
+        async with client_logs.broadcasting(), service, tasks:
+            # Expired task records go with the retention loop's sweeps.
+            service.retention.task_store = tasks.store
+            log.info(
+                "server_started",
+                backends=sorted(service.backends),
+                storage=service.storage.name,
+                task_store=type(tasks.store).__name__,
+            )
+            yield service
+
+    return lifespan
+
+
 def build_mcp_server(
     service: ImageService,
     token_verifier: TokenVerifier | None = None,
@@ -164,23 +186,7 @@ def build_mcp_server(
     storage, where every replica finds them.
     """
     tasks = TaskManager(service.settings.server.tasks, service.storage, http=http)
-
     client_logs = ClientLogHub()
-
-    @asynccontextmanager
-    async def lifespan(_: MCPServer[ImageService]) -> AsyncIterator[ImageService]:
-        # Broadcasting first: the service's background tasks inherit it.
-        async with client_logs.broadcasting(), service, tasks:
-            # Expired task records go with the retention loop's sweeps.
-            service.retention.task_store = tasks.store
-            log.info(
-                "server_started",
-                backends=sorted(service.backends),
-                storage=service.storage.name,
-                task_store=type(tasks.store).__name__,
-            )
-            yield service
-
     built: dict[str, MCPServer[ImageService]] = {}
     server = ImageGenServer(
         service,
@@ -189,7 +195,7 @@ def build_mcp_server(
         name=service.settings.server.name,
         version=__version__,
         instructions=INSTRUCTIONS,
-        lifespan=lifespan,
+        lifespan=_lifespan(service, tasks, client_logs),
         log_level="WARNING",
         token_verifier=token_verifier,
         auth=auth,

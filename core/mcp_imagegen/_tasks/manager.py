@@ -54,6 +54,27 @@ class TaskNotFoundError(TaskError):
     """No task of this caller has that id (or it expired)."""
 
 
+def refuse_past_share(jobs: Iterable[Job], owner: str | None, limit: int) -> None:
+    """Refuse one more task of ``owner`` when it has ``limit`` here already.
+
+    ``server.tasks.max_per_client``: 0 is no limit, and callers without
+    authentication (``owner`` None) are not told apart.
+
+    Raises:
+        BusyError: when ``owner``'s unfinished ``jobs`` number ``limit``.
+    """
+    if not limit or owner is None:
+        return
+    mine = sum(
+        1 for job in jobs if job.record.owner == owner and not job.record.terminal
+    )
+    if mine >= limit:
+        raise BusyError(
+            f"too many tasks for this client: {mine} running or queued "
+            f"(server.tasks.max_per_client = {limit}); retry when one has finished"
+        )
+
+
 class TaskManager:
     """Starts, tracks, cancels and answers for tasks.
 
@@ -319,23 +340,3 @@ __all__ = [
     "current_task_id",
     "report_status",
 ]
-
-
-def refuse_past_share(jobs: Iterable[Job], owner: str | None, limit: int) -> None:
-    """Refuse one more task of ``owner`` when it has ``limit`` here already.
-
-    ``server.tasks.max_per_client``: 0 is no limit, and callers without
-    authentication (``owner`` None) are not told apart.
-
-    Raises:
-        BusyError: when ``owner``'s unfinished ``jobs`` number ``limit``.
-    """
-    if not limit or owner is None:
-        return
-    records = [job.record for job in jobs]
-    mine = sum(1 for r in records if r.owner == owner and not r.terminal)
-    if mine >= limit:
-        raise BusyError(
-            f"too many tasks for this client: {mine} running or queued "
-            f"(server.tasks.max_per_client = {limit}); retry when one has finished"
-        )
